@@ -1,0 +1,5 @@
+"""Lightning callbacks shared by the methods."""
+
+from callbacks.sample_grid import SampleGrid
+
+__all__ = ["SampleGrid"]

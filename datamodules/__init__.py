@@ -1,0 +1,5 @@
+"""One LightningDataModule per dataset."""
+
+from datamodules.digits import DigitsDataModule
+
+__all__ = ["DigitsDataModule"]

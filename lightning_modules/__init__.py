@@ -1,0 +1,7 @@
+"""One LightningModule per method (the training recipe); plain networks live in ``nets``."""
+
+from lightning_modules.adversarial import AdversarialModule
+from lightning_modules.noise import NoiseSpec
+from lightning_modules.noise_dim_gan import NoiseDimGAN
+
+__all__ = ["AdversarialModule", "NoiseDimGAN", "NoiseSpec"]

@@ -1,0 +1,185 @@
+"""The shared adversarial training recipe: one discriminator step, then one generator step.
+
+Every GAN method here subclasses :class:`AdversarialModule`: it builds ``self.generator``
+and ``self.discriminator`` (plain ``torch.nn``) and calls :meth:`AdversarialModule.
+_init_adversarial` once; this class does the rest with Lightning manual optimisation
+(``automatic_optimization = False``, ``self.optimizers()``, ``self.toggle_optimizer``,
+``self.manual_backward``):
+
+* noise from the run's :class:`~lightning_modules.noise.NoiseSpec`;
+* the min-max game of the seed paper "Noise dimension of GAN", Eq. 2, with a loss from
+  :mod:`lightning_modules.losses`;
+* an EMA of the generator's weights (``generator_ema``), used for samples and metrics;
+* logging under ``train/`` and ``val/``; a TensorBoard custom-scalars layout.
+
+Step counting.  Lightning's ``trainer.global_step`` counts *optimiser* steps, so one GAN
+iteration (D step + G step) advances it by 2: ``--trainer.max_steps`` and the ``step=``
+in checkpoint names are optimiser steps.  TensorBoard's x-axis and ``log_every_n_steps``
+count iterations (batches).  ``train/kimg`` logs thousands of real images shown to D.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
+
+from lightning_modules.losses import d_loss_fn, g_loss_fn
+from lightning_modules.nets.ema import EMA, ema_beta
+from lightning_modules.noise import NoiseSpec
+
+__all__ = ["AdversarialModule"]
+
+
+class AdversarialModule(LightningModule):
+    """Base class of the GAN methods (see the module docstring)."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    generator_ema: EMA
+
+    def _init_adversarial(
+        self,
+        *,
+        noise: NoiseSpec,
+        image_shape: tuple[int, int, int],
+        loss: str,
+        lr_g: float,
+        lr_d: float,
+        betas: tuple[float, float],
+        ema_kimg: float,
+        ema_rampup: Optional[float],
+    ) -> None:
+        """Set up the shared recipe; call after ``self.generator``/``self.discriminator`` exist."""
+        self.automatic_optimization = False
+        self.noise = noise
+        self.image_shape = tuple(image_shape)
+        self.d_loss, self.g_loss = d_loss_fn(loss), g_loss_fn(loss)
+        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, tuple(betas)
+        if ema_kimg < 0:
+            raise ValueError(f"ema_kimg must be >= 0, got {ema_kimg}")
+        self.ema_kimg, self.ema_rampup = ema_kimg, ema_rampup
+        self.generator_ema = EMA(self.generator)
+        # Real images shown to D so far (all processes); a buffer, so checkpoints keep it.
+        self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------ sampling API
+    @property
+    def _compute_dtype(self) -> torch.dtype:
+        return next(self.generator.parameters()).dtype
+
+    def sample_noise(self, batch_size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Noise for ``batch_size`` samples on this module's device, in the spec's format."""
+        return self.noise.sample(batch_size, device=self.device, generator=generator)
+
+    @torch.no_grad()
+    def generate(self, z: Optional[torch.Tensor] = None, batch_size: int = 64, ema: bool = True) -> torch.Tensor:
+        """Images in [-1, 1] from noise ``z`` (or ``batch_size`` fresh draws); EMA weights by default."""
+        if z is None:
+            z = self.sample_noise(batch_size)
+        net = self.generator_ema if ema else self.generator
+        return net(z.to(self.device, self._compute_dtype)).float()
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def configure_optimizers(self):
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas)
+        return [opt_g, opt_d]
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        data_shape = getattr(datamodule, "image_shape", None)
+        if data_shape is not None and tuple(data_shape) != self.image_shape:
+            raise ValueError(
+                f"the data gives images of shape {tuple(data_shape)} (channels, height, width) but the model "
+                f"is built for {self.image_shape}: set model.init_args.resolution / channels to match the data"
+            )
+
+    def on_fit_start(self) -> None:
+        if self.noise.format == "float64" and self._compute_dtype != torch.float64:
+            rank_zero_warn(
+                f"noise.format is float64 but the generator computes in {self._compute_dtype}: its first layer "
+                "rounds the noise, so the output carries at most the entropy of that format. "
+                "Use --trainer.precision 64-true to keep float64 noise."
+            )
+        # The noise entropy joins the run's hyperparameters (hparams.yaml, TensorBoard's HPARAMS
+        # tab): the bridge between the theory (H(G(Z)) <= H(Z)) and training.
+        entropy = {"noise/entropy_bits": self.noise.entropy_bits(), "noise/entropy_bits_per_dim": self.noise.entropy_bits_per_dim()}
+        for logger in self.loggers:
+            logger.log_hyperparams(entropy, metrics=entropy if isinstance(logger, TensorBoardLogger) else None)
+        if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
+            self.logger.experiment.add_custom_scalars(self.custom_scalars())
+
+    def custom_scalars(self) -> dict[str, Any]:
+        """TensorBoard custom-scalars layout: the method's curves grouped on one page."""
+        name = type(self).__name__
+        return {
+            name: {
+                "losses": ["Multiline", ["train/loss_d", "train/loss_g"]],
+                "discriminator logits": ["Multiline", ["train/d_real", "train/d_fake", "val/d_real", "val/d_fake"]],
+            }
+        }
+
+    @staticmethod
+    def _images(batch: Any) -> torch.Tensor:
+        return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+    def discriminator_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Update D on a real batch and as many fakes (Eq. 2, the max over f)."""
+        opt_d = self.optimizers()[1]
+        self.toggle_optimizer(opt_d)
+        with torch.no_grad():
+            fake = self.generator(self.sample_noise(real.shape[0]).to(self._compute_dtype))
+        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+        loss = self.d_loss(real_logits, fake_logits)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+        return {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+
+    def generator_step(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """Update G against the current D (Eq. 2, the min over theta)."""
+        opt_g = self.optimizers()[0]
+        self.toggle_optimizer(opt_g)
+        fake = self.generator(self.sample_noise(batch_size).to(self._compute_dtype))
+        loss = self.g_loss(self.discriminator(fake))
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+        return {"loss_g": loss.detach()}
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        real = self._images(batch)
+        logs = self.discriminator_step(real)
+        logs.update(self.generator_step(real.shape[0]))
+        global_batch = real.shape[0] * self.trainer.world_size
+        self.images_seen += global_batch
+        beta = ema_beta(global_batch, self.ema_kimg, int(self.images_seen), self.ema_rampup)
+        self.generator_ema.update(self.generator, beta)
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=True)
+        self.log("train/kimg", self.images_seen.item() / 1000.0)
+
+    def _evaluate(self, batch: Any, split: str) -> None:
+        """D's mean logits on held-out reals and on EMA samples: a growing gap shows D overfitting."""
+        real = self._images(batch)
+        fake = self.generate(batch_size=real.shape[0])
+        self.log_dict(
+            {f"{split}/d_real": self.discriminator(real).mean(), f"{split}/d_fake": self.discriminator(fake).mean()},
+            sync_dist=True,
+        )
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """As many EMA samples (images in [-1, 1]) as the batch has images."""
+        return self.generate(batch_size=self._images(batch).shape[0])

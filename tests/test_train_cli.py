@@ -1,0 +1,132 @@
+"""train.py end to end, in-process, on the demo config with tiny networks."""
+
+import glob
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from train import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "configs" / "noise_dim" / "digits_demo.yaml")
+BATCH = 64  # the demo config's batch size
+
+
+def _args(tmp_path, *extra, subcommand="fit"):
+    return [
+        subcommand,
+        "-c",
+        DEMO,
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--model.init_args.g_width=8",
+        "--model.init_args.d_width=8",
+        *extra,
+    ]
+
+
+def test_fast_dev_run(tmp_path):
+    cli = main(_args(tmp_path, "--trainer.fast_dev_run=true"))
+    # One batch: one D step and one G step, and global_step counts optimiser steps.
+    assert cli.trainer.global_step == 2
+    assert int(cli.model.images_seen) == BATCH
+
+
+def test_short_fit_logs_losses_samples_and_config(tmp_path):
+    cli = main(
+        _args(
+            tmp_path,
+            "--trainer.max_steps=12",
+            "--trainer.limit_train_batches=3",
+            "--trainer.limit_val_batches=1",
+            "--trainer.check_val_every_n_epoch=1",
+            "--trainer.log_every_n_steps=1",
+        )
+    )
+    run = Path(cli.trainer.log_dir)
+    assert run == tmp_path / "noise_dim" / "digits_demo" / "version_0"
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
+    assert {"train/loss_d", "train/loss_g", "train/kimg", "val/d_real", "val/d_fake"} <= scalars
+    assert "samples/fixed_noise" in images
+    # The x-axis of the curves is iterations (batches): 6 of them for 12 optimiser steps.
+    assert max(e.step for e in events.Scalars("train/loss_g")) == 5
+    assert events.Scalars("train/kimg")[-1].value == pytest.approx(6 * BATCH / 1000)
+    pngs = sorted(glob.glob(str(run / "samples" / "*.png")))
+    # One per validation epoch (2 epochs of 3 batches), named by optimiser step like checkpoints.
+    assert [os.path.basename(p) for p in pngs] == ["fixed_noise_step0000006.png", "fixed_noise_step0000012.png"]
+    # The noise entropy is among the logged hyperparameters.
+    hparams = (run / "hparams.yaml").read_text()
+    assert "noise/entropy_bits: 846.8" in hparams
+    assert events.Scalars("noise/entropy_bits")[0].value == pytest.approx(32 * 26.4637, abs=1e-2)
+
+
+def test_fit_resume_continues_from_the_saved_step(tmp_path):
+    common = ("--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1", "--trainer.check_val_every_n_epoch=1")
+    first = main(_args(tmp_path, "--trainer.max_steps=6", *common))
+    last = Path(first.trainer.checkpoint_callback.last_model_path)
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 6
+    fixed_noise = first.trainer.callbacks[0].fixed_noise.clone()
+
+    second = main(_args(tmp_path, "--trainer.max_steps=10", f"--ckpt_path={last}", *common))
+    assert second.trainer.global_step == 10
+    # 3 iterations before the checkpoint + 2 after: the image counter (a buffer) was restored.
+    assert int(second.model.images_seen) == 5 * BATCH
+    grid = next(cb for cb in second.trainer.callbacks if type(cb).__name__ == "SampleGrid")
+    assert torch.equal(grid.fixed_noise, fixed_noise)
+
+
+def test_test_subcommand_requires_a_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(_args(tmp_path, subcommand="test"))
+    assert exc.value.code == 2
+    assert "--ckpt_path" in capsys.readouterr().err
+    # With a checkpoint it evaluates D on the test split and on EMA samples.
+    fit = main(_args(tmp_path, "--trainer.fast_dev_run=false", "--trainer.max_steps=2", "--trainer.limit_val_batches=0"))
+    last = fit.trainer.checkpoint_callback.last_model_path
+    cli = main(_args(tmp_path, f"--ckpt_path={last}", "--trainer.limit_test_batches=1", subcommand="test"))
+    assert {"test/d_real", "test/d_fake"} <= set(cli.trainer.callback_metrics)
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("--model.init_args.not_a_key=1", "not_a_key"),
+        ("--model.init_args.noise.format=float8", "float8"),
+        ("--model.init_args.noise.distribution=cauchy", "cauchy"),
+        ("--model.init_args.noise.dim=0", "noise.dim"),
+    ],
+)
+def test_bad_overrides_name_the_key_or_value(tmp_path, capsys, override, fragment):
+    with pytest.raises((SystemExit, ValueError)) as exc:
+        main(_args(tmp_path, override, "--trainer.fast_dev_run=true"))
+    message = str(exc.value) + capsys.readouterr().err
+    assert fragment in message
+
+
+def test_unknown_key_in_a_config_file_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path(DEMO).read_text().replace("g_width: 32", "g_widht: 32"))
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(bad), f"--trainer.logger.init_args.save_dir={tmp_path}"])
+    assert "g_widht" in capsys.readouterr().err
+
+
+def test_model_and_data_shapes_must_agree(tmp_path):
+    with pytest.raises(ValueError, match="resolution"):
+        main(_args(tmp_path, "--model.init_args.channels=3", "--trainer.fast_dev_run=true"))
+
+
+def test_runs_do_not_write_outside_the_given_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "-c", DEMO, "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false"])
+    assert sorted(os.listdir(tmp_path)) == ["runs"]  # defaults: logs and checkpoints under runs/
+    assert (tmp_path / "runs" / "checkpoints" / "last.ckpt").is_file()
