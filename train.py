@@ -32,7 +32,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa:
 import callbacks  # noqa: E402, F401  (registers the project's classes for short class_path names)
 import datamodules  # noqa: E402, F401
 import lightning_modules  # noqa: E402, F401
-from callbacks import SampleGrid  # noqa: E402
+from callbacks import SampleGrid, run_dir  # noqa: E402
 
 TRAINER_DEFAULTS = {
     # Where anything without a logger folder goes (e.g. checkpoints under fast_dev_run).
@@ -72,7 +72,8 @@ class NoiseGANCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self.trainer.is_global_zero:
             return
-        lines = [f"Run:         {self.trainer.log_dir}   (tensorboard --logdir {_logger_root(self)})"]
+        log_dir = run_dir(self.trainer)
+        lines = [f"Run:         {log_dir}   (tensorboard --logdir {_logger_root(self, log_dir)})"]
         checkpoint = self.trainer.checkpoint_callback
         if isinstance(checkpoint, ModelCheckpoint) and checkpoint.last_model_path:
             lines.append(f"Checkpoint:  {checkpoint.last_model_path}")
@@ -86,9 +87,9 @@ class NoiseGANCLI(LightningCLI):
         print("\n" + "\n".join(lines), flush=True)
 
 
-def _logger_root(cli: LightningCLI) -> str:
+def _logger_root(cli: LightningCLI, log_dir: Optional[str]) -> str:
     save_dir = getattr(cli.trainer.logger, "save_dir", None)
-    return save_dir if save_dir else os.path.dirname(cli.trainer.log_dir or "runs")
+    return save_dir if save_dir else os.path.dirname(log_dir or "runs")
 
 
 def main(args: Optional[list[str]] = None) -> LightningCLI:
@@ -100,6 +101,8 @@ def main(args: Optional[list[str]] = None) -> LightningCLI:
         subclass_mode_data=True,
         trainer_defaults=TRAINER_DEFAULTS,
         auto_configure_optimizers=False,
+        # Resuming into the same run folder (--trainer.logger.init_args.version N) rewrites config.yaml.
+        save_config_kwargs={"overwrite": True},
         args=args,
     )
 

@@ -18,6 +18,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid, save_image
 
+from callbacks.paths import run_dir
+
 __all__ = ["SampleGrid"]
 
 
@@ -61,7 +63,7 @@ class SampleGrid(Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            images = pl_module.generate(self._noise(pl_module), ema=self.ema).cpu()
+            images = pl_module.generate(self._noise(pl_module), ema=self.ema).float().cpu()
         finally:
             pl_module.train(was_training)
         return make_grid(images, nrow=self.nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
@@ -79,6 +81,7 @@ class SampleGrid(Callback):
     def _log_grid(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
+        log_dir = run_dir(trainer)
         grid = self.render(pl_module)
         self._last_global_step = trainer.global_step
         # TensorBoard: the step Lightning logs val/ scalars at, so images line up with those curves.
@@ -86,8 +89,8 @@ class SampleGrid(Callback):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(f"samples/{self.tag}", grid, global_step=tb_step)
-        if trainer.log_dir is not None:
-            folder = os.path.join(trainer.log_dir, "samples")
+        if log_dir is not None:
+            folder = os.path.join(log_dir, "samples")
             os.makedirs(folder, exist_ok=True)
             # Named by global_step (optimiser steps), as the checkpoints are.
             self.last_png = os.path.join(folder, f"{self.tag}_step{trainer.global_step:07d}.png")

@@ -25,7 +25,8 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from lightning_modules.losses import d_loss_fn, g_loss_fn
@@ -78,11 +79,14 @@ class AdversarialModule(LightningModule):
 
     @torch.no_grad()
     def generate(self, z: Optional[torch.Tensor] = None, batch_size: int = 64, ema: bool = True) -> torch.Tensor:
-        """Images in [-1, 1] from noise ``z`` (or ``batch_size`` fresh draws); EMA weights by default."""
+        """Images in [-1, 1] from noise ``z`` (or ``batch_size`` fresh draws); EMA weights by default.
+
+        The images come in the generator's dtype (float64 under ``--trainer.precision 64-true``).
+        """
         if z is None:
             z = self.sample_noise(batch_size)
         net = self.generator_ema if ema else self.generator
-        return net(z.to(self.device, self._compute_dtype)).float()
+        return net(z.to(self.device, self._compute_dtype))
 
     # ------------------------------------------------------------------ Lightning hooks
     def configure_optimizers(self):
@@ -91,6 +95,13 @@ class AdversarialModule(LightningModule):
         return [opt_g, opt_d]
 
     def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        ddp_kwargs = getattr(strategy, "_ddp_kwargs", None) if isinstance(strategy, DDPStrategy) else None
+        if ddp_kwargs is not None and not ddp_kwargs.get("find_unused_parameters", False):
+            # Each backward pass reaches only D's parameters (D step) or only G's (G step), which
+            # plain DDP rejects. Called before the strategy wraps the model, so it takes effect.
+            ddp_kwargs["find_unused_parameters"] = True
+            rank_zero_info("DDP: find_unused_parameters=True (each GAN backward pass reaches only G or only D)")
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         data_shape = getattr(datamodule, "image_shape", None)
         if data_shape is not None and tuple(data_shape) != self.image_shape:

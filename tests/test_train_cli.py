@@ -37,6 +37,25 @@ def test_fast_dev_run(tmp_path):
     assert int(cli.model.images_seen) == BATCH
 
 
+def test_float64_noise_trains_in_double_precision(tmp_path, recwarn):
+    cli = main(
+        _args(
+            tmp_path,
+            "--trainer.fast_dev_run=true",
+            "--trainer.precision=64-true",
+            "--model.init_args.noise.format=float64",
+        )
+    )
+    assert cli.trainer.global_step == 2
+    assert next(cli.model.generator.parameters()).dtype == torch.float64
+    assert not [w for w in recwarn if "noise.format is float64" in str(w.message)]
+
+
+def test_float64_noise_into_a_float32_generator_warns(tmp_path):
+    with pytest.warns(UserWarning, match="noise.format is float64"):
+        main(_args(tmp_path, "--trainer.fast_dev_run=true", "--model.init_args.noise.format=float64"))
+
+
 def test_short_fit_logs_losses_samples_and_config(tmp_path):
     cli = main(
         _args(
@@ -130,3 +149,34 @@ def test_runs_do_not_write_outside_the_given_folder(tmp_path, monkeypatch):
     main(["fit", "-c", DEMO, "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false"])
     assert sorted(os.listdir(tmp_path)) == ["runs"]  # defaults: logs and checkpoints under runs/
     assert (tmp_path / "runs" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """DDP (gloo): GAN steps run, the image counter is global, only rank 0 writes, nothing hangs."""
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "train.py",
+        *_args(
+            tmp_path,
+            "--trainer.accelerator=cpu",
+            "--trainer.strategy=ddp",
+            "--trainer.devices=2",
+            "--trainer.max_steps=12",
+            "--trainer.limit_train_batches=3",
+            "--trainer.limit_val_batches=2",
+            "--trainer.check_val_every_n_epoch=1",
+        ),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "noise_dim" / "digits_demo" / "version_0"
+    assert os.listdir(tmp_path / "noise_dim" / "digits_demo") == ["version_0"]
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 12
+    assert int(saved["state_dict"]["images_seen"]) == 6 * BATCH * 2  # 6 iterations on 2 processes
+    assert sorted(os.listdir(run / "samples")) == ["fixed_noise_step0000006.png", "fixed_noise_step0000012.png"]
+    assert f"Run:         {run}" in proc.stdout
