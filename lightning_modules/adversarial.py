@@ -65,8 +65,9 @@ class AdversarialModule(LightningModule):
             raise ValueError(f"ema_kimg must be >= 0, got {ema_kimg}")
         self.ema_kimg, self.ema_rampup = ema_kimg, ema_rampup
         self.generator_ema = EMA(self.generator)
-        # Real images shown to D so far (all processes); a buffer, so checkpoints keep it.
-        self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
+        # Real images shown to D so far, all processes together. A plain int (no device sync
+        # per step), saved in checkpoints by on_save_checkpoint.
+        self.images_seen = 0
 
     # ------------------------------------------------------------------ sampling API
     @property
@@ -95,15 +96,15 @@ class AdversarialModule(LightningModule):
         return [opt_g, opt_d]
 
     def setup(self, stage: str) -> None:
-        strategy = self.trainer.strategy if self._trainer is not None else None
-        ddp_kwargs = getattr(strategy, "_ddp_kwargs", None) if isinstance(strategy, DDPStrategy) else None
-        if ddp_kwargs is not None and not ddp_kwargs.get("find_unused_parameters", False):
+        if self._trainer is None:
+            return
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters", False):
             # Each backward pass reaches only D's parameters (D step) or only G's (G step), which
-            # plain DDP rejects. Called before the strategy wraps the model, so it takes effect.
-            ddp_kwargs["find_unused_parameters"] = True
+            # plain DDP rejects. setup() runs before the strategy wraps the model, so this takes effect.
+            strategy._ddp_kwargs["find_unused_parameters"] = True
             rank_zero_info("DDP: find_unused_parameters=True (each GAN backward pass reaches only G or only D)")
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        data_shape = getattr(datamodule, "image_shape", None)
+        data_shape = getattr(getattr(self.trainer, "datamodule", None), "image_shape", None)
         if data_shape is not None and tuple(data_shape) != self.image_shape:
             raise ValueError(
                 f"the data gives images of shape {tuple(data_shape)} (channels, height, width) but the model "
@@ -119,7 +120,10 @@ class AdversarialModule(LightningModule):
             )
         # The noise entropy joins the run's hyperparameters (hparams.yaml, TensorBoard's HPARAMS
         # tab): the bridge between the theory (H(G(Z)) <= H(Z)) and training.
-        entropy = {"noise/entropy_bits": self.noise.entropy_bits(), "noise/entropy_bits_per_dim": self.noise.entropy_bits_per_dim()}
+        entropy = {
+            "noise/entropy_bits": self.noise.entropy_bits(),
+            "noise/entropy_bits_per_dim": self.noise.entropy_bits_per_dim(),
+        }
         for logger in self.loggers:
             logger.log_hyperparams(entropy, metrics=entropy if isinstance(logger, TensorBoardLogger) else None)
         if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
@@ -171,10 +175,16 @@ class AdversarialModule(LightningModule):
         logs.update(self.generator_step(real.shape[0]))
         global_batch = real.shape[0] * self.trainer.world_size
         self.images_seen += global_batch
-        beta = ema_beta(global_batch, self.ema_kimg, int(self.images_seen), self.ema_rampup)
+        beta = ema_beta(global_batch, self.ema_kimg, self.images_seen, self.ema_rampup)
         self.generator_ema.update(self.generator, beta)
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=True)
-        self.log("train/kimg", self.images_seen.item() / 1000.0)
+        self.log("train/kimg", self.images_seen / 1000.0)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["images_seen"] = self.images_seen
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.images_seen = int(checkpoint.get("images_seen", 0))
 
     def _evaluate(self, batch: Any, split: str) -> None:
         """D's mean logits on held-out reals and on EMA samples: a growing gap shows D overfitting."""

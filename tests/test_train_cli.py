@@ -92,12 +92,12 @@ def test_fit_resume_continues_from_the_saved_step(tmp_path):
     first = main(_args(tmp_path, "--trainer.max_steps=6", *common))
     last = Path(first.trainer.checkpoint_callback.last_model_path)
     saved = torch.load(last, map_location="cpu", weights_only=True)
-    assert saved["global_step"] == 6
+    assert saved["global_step"] == 6 and saved["images_seen"] == 3 * BATCH
     fixed_noise = first.trainer.callbacks[0].fixed_noise.clone()
 
     second = main(_args(tmp_path, "--trainer.max_steps=10", f"--ckpt_path={last}", *common))
     assert second.trainer.global_step == 10
-    # 3 iterations before the checkpoint + 2 after: the image counter (a buffer) was restored.
+    # 3 iterations before the checkpoint + 2 after: the image counter was restored.
     assert int(second.model.images_seen) == 5 * BATCH
     grid = next(cb for cb in second.trainer.callbacks if type(cb).__name__ == "SampleGrid")
     assert torch.equal(grid.fixed_noise, fixed_noise)
@@ -177,6 +177,6 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert os.listdir(tmp_path / "noise_dim" / "digits_demo") == ["version_0"]
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 12
-    assert int(saved["state_dict"]["images_seen"]) == 6 * BATCH * 2  # 6 iterations on 2 processes
+    assert saved["images_seen"] == 6 * BATCH * 2  # 6 iterations on 2 processes
     assert sorted(os.listdir(run / "samples")) == ["fixed_noise_step0000006.png", "fixed_noise_step0000012.png"]
     assert f"Run:         {run}" in proc.stdout
