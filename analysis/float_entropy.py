@@ -50,6 +50,7 @@ __all__ = [
     "representable_values",
     "cell_mass",
     "cell_mass_around",
+    "information_bits",
     "monte_carlo_entropy_bits",
 ]
 
@@ -350,6 +351,22 @@ def _neighbours(values: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.nd
     return below, above
 
 
+def information_bits(
+    samples: torch.Tensor | np.ndarray, fmt: str | FloatFormat, distribution: str = "gaussian"
+) -> np.ndarray:
+    """-log2 p(z) for each sample z already rounded to ``fmt`` (the terms of Eq. 6)."""
+    fmt = resolve_format(fmt)
+    if isinstance(samples, torch.Tensor):
+        samples = samples.detach().to("cpu", torch.float64).numpy()
+    z = np.asarray(samples, np.float64).ravel()
+    below, above = _neighbours(z, fmt)
+    with np.errstate(invalid="ignore"):  # inf - z at the ends of the range
+        p = cell_mass_around(z, (z - below) / 2, (above - z) / 2, distribution)
+    if np.any(p <= 0):
+        raise ValueError(f"some samples have zero probability under {distribution}")
+    return -np.log2(p)
+
+
 def monte_carlo_entropy_bits(
     samples: torch.Tensor | np.ndarray, fmt: str | FloatFormat, distribution: str = "gaussian"
 ) -> tuple[float, float]:
@@ -359,16 +376,7 @@ def monte_carlo_entropy_bits(
     study (e.g. ``NoiseSpec.sample``), so this also checks that the sampler draws the
     distribution whose exact entropy :func:`entropy_bits` reports.
     """
-    fmt = resolve_format(fmt)
-    if isinstance(samples, torch.Tensor):
-        samples = samples.detach().to("cpu", torch.float64).numpy()
-    z = np.asarray(samples, np.float64).ravel()
-    if z.size < 2:
+    info = information_bits(samples, fmt, distribution)
+    if info.size < 2:
         raise ValueError("the Monte Carlo estimate needs at least two samples")
-    below, above = _neighbours(z, fmt)
-    with np.errstate(invalid="ignore"):  # inf - z at the ends of the range
-        p = cell_mass_around(z, (z - below) / 2, (above - z) / 2, distribution)
-    if np.any(p <= 0):
-        raise ValueError(f"some samples have zero probability under {distribution}")
-    info = -np.log2(p)
-    return float(info.mean()), float(info.std(ddof=1) / math.sqrt(z.size))
+    return float(info.mean()), float(info.std(ddof=1) / math.sqrt(info.size))

@@ -1,0 +1,46 @@
+"""``python -m analysis <command> [options]``: the information-theoretic tools, one command each.
+
+Run ``python -m analysis --help`` for the list and ``python -m analysis <command> --help``
+for a command's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional
+
+from analysis.cli import UsageError, emit
+
+# Each module defines add_command(subparsers); the order is the order of --help.
+COMMAND_MODULES = [
+    "analysis.commands.float_entropy",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Information-theoretic tools behind the experiments: tables, JSON/CSV and plots.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_command(subparsers)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        report = args.handler(args)
+        emit(report, out=getattr(args, "out", None), plot=getattr(args, "plot", None))
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``python -m analysis`` command; each defines ``add_command(subparsers)``."""
