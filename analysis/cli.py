@@ -109,7 +109,8 @@ def _write_out(report: Report, path: str) -> None:
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(report.columns), extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(_jsonable(report.rows))
+            # CSV keeps inf/nan as text (float() reads them back); JSON has no such values.
+            writer.writerows([{k: v.tolist() if hasattr(v, "tolist") else v for k, v in r.items()} for r in report.rows])
 
 
 def _save_plot(report: Report, path: str) -> None:
