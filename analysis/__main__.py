@@ -16,6 +16,8 @@ from analysis.cli import UsageError, emit
 # Each module defines add_command(subparsers); the order is the order of --help.
 COMMAND_MODULES = [
     "analysis.commands.float_entropy",
+    "analysis.commands.codec_rate",
+    "analysis.commands.noise_dim",
 ]
 
 
