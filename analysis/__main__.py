@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "analysis.commands.float_entropy",
     "analysis.commands.codec_rate",
     "analysis.commands.noise_dim",
+    "analysis.commands.intrinsic_dim",
+    "analysis.commands.i2i_noise",
 ]
 
 
