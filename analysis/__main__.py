@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "analysis.commands.noise_dim",
     "analysis.commands.intrinsic_dim",
     "analysis.commands.i2i_noise",
+    "analysis.commands.divergence_entropy",
 ]
 
 
