@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-__all__ = ["UsageError", "Report", "emit", "format_table", "add_output_arguments", "progress"]
+__all__ = ["UsageError", "Report", "emit", "format_table", "command_parser", "add_output_arguments", "progress"]
 
 
 class UsageError(Exception):
@@ -75,6 +75,13 @@ def format_table(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
         return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
 
     return "\n".join([line(list(columns)), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def command_parser(subparsers, name: str, help: str, description: Optional[str]) -> argparse.ArgumentParser:
+    """The sub-parser of one command; its module docstring becomes the ``--help`` text."""
+    return subparsers.add_parser(
+        name, help=help, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, plot: bool = True) -> None:

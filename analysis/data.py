@@ -20,7 +20,15 @@ import torch
 
 from analysis.cli import UsageError
 
-__all__ = ["IMAGE_EXTENSIONS", "add_data_arguments", "image_files", "read_image", "iter_uint8_images", "load_uint8_images"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "add_data_arguments",
+    "image_files",
+    "read_image",
+    "iter_uint8_images",
+    "load_uint8_images",
+    "load_npy",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -118,3 +126,19 @@ def load_uint8_images(
 ) -> list[tuple[str, np.ndarray]]:
     """All of :func:`iter_uint8_images` as a list."""
     return list(iter_uint8_images(data, split, limit, data_args))
+
+
+def load_npy(path: str, option: str, expected: str) -> np.ndarray:
+    """A .npy file of real numbers as float64, or a UsageError naming ``option`` and ``path``.
+
+    ``expected`` says what the file should hold (e.g. "probabilities", "an [N, D] array").
+    """
+    if not os.path.isfile(path):
+        raise UsageError(f"{option} {path}: no such file (expected a .npy file holding {expected})")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{option} {path}: cannot read it as a .npy array ({err})") from None
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise UsageError(f"{option} {path}: expected real numbers, got dtype {array.dtype}")
+    return array.astype(np.float64, copy=False)

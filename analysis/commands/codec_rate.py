@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from analysis.cli import Report, UsageError, add_output_arguments, progress
+from analysis.cli import Report, UsageError, add_output_arguments, command_parser, progress
 from analysis.codec_rate import (
     CODECS,
     LEFT_OUT,
@@ -110,11 +110,11 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def add_command(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "codec-rate",
         help="lossless bytes per image of a dataset under PNG, WebP, JPEG-XL and more (Table 2)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_data_arguments(parser)
     parser.add_argument(

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from typing import Optional
 
 import numpy as np
 
-from analysis.cli import Report, UsageError, add_output_arguments, progress
-from analysis.data import add_data_arguments, iter_uint8_images
+from analysis.cli import Report, UsageError, add_output_arguments, command_parser, progress
+from analysis.data import add_data_arguments, iter_uint8_images, load_npy
 from analysis.divergence_entropy import (
     DCCP_FORMS,
     DIVERGENCE_NAMES,
@@ -58,15 +57,8 @@ def _source_p(args: argparse.Namespace) -> tuple[np.ndarray, str]:
         return _checked(np.asarray(args.p, dtype=np.float64), "--p"), f"--p ({len(args.p)} symbols)"
     if args.p_file is not None:
         path = args.p_file
-        if not os.path.isfile(path):
-            raise UsageError(f"--p-file {path}: no such file (expected a .npy file holding probabilities)")
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise UsageError(f"--p-file {path}: cannot read it as a .npy array ({err})") from None
-        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            raise UsageError(f"--p-file {path}: expected real numbers, got dtype {arr.dtype}")
-        return _checked(arr.astype(np.float64).reshape(-1), f"--p-file {path}"), f"{path} ({arr.size} symbols)"
+        arr = load_npy(path, "--p-file", "probabilities")
+        return _checked(arr.reshape(-1), f"--p-file {path}"), f"{path} ({arr.size} symbols)"
     if args.data is not None:
         return _histogram(args)
     return PAPER_EXAMPLE_P.copy(), "paper-like 7-class example (default)"
@@ -270,11 +262,11 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def add_command(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "divergence-entropy",
         help="d(eps) = min D(p, q) s.t. H(q) <= eps, by DCCP and exactly (Eq. 11, Fig. 1)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_argument_group("source distribution p (at most one; default: the 7-class example)")
     source.add_argument("--p", nargs="+", type=float, metavar="P", help="probabilities, e.g. --p 0.5 0.3 0.2 (sum 1)")

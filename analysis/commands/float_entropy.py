@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from analysis.cli import Report, UsageError, add_output_arguments, progress
+from analysis.cli import Report, UsageError, add_output_arguments, command_parser, progress
 from analysis.float_entropy import FORMATS, PAPER_TABLE_1, entropy_bits, information_bits, resolve_format
 
 _CHUNK = 1_000_000
@@ -71,11 +71,11 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def add_command(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "float-entropy",
         help="entropy of Gaussian noise rounded to each float format (Table 1)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), metavar="FMT", help="formats (default: all six)")
     parser.add_argument("--distribution", choices=("gaussian", "uniform"), default="gaussian")

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from analysis.cli import Report, UsageError, add_output_arguments
+from analysis.cli import Report, UsageError, add_output_arguments, command_parser
 from analysis.data import add_data_arguments, iter_uint8_images
 from analysis.i2i_noise import (
     DIRECTIONS,
@@ -204,11 +204,11 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def add_command(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "i2i-noise",
         help="optimal training-noise variance for Gaussian noise injection (I2I poster, KL of Gaussians)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_argument_group("source covariance Sigma_s (one of)")
     source.add_argument("--eigenvalues", type=float, nargs="+", metavar="L", help="the eigenvalues of Sigma_s (all > 0)")

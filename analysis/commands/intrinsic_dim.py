@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from analysis.cli import Report, UsageError, add_output_arguments, progress
-from analysis.data import add_data_arguments, iter_uint8_images
+from analysis.cli import Report, UsageError, add_output_arguments, command_parser, progress
+from analysis.data import add_data_arguments, iter_uint8_images, load_npy
 from analysis.intrinsic_dim import AVERAGES, LevinaBickelResult, levina_bickel
 
 _AVERAGE_LABEL = {
@@ -28,17 +28,9 @@ _AVERAGE_LABEL = {
 
 
 def _load_array(path: str) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise UsageError(f"--array {path}: no such file (expected a .npy file holding an [N, D] array)")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"--array {path}: cannot read it as a .npy array ({err})") from None
+    x = load_npy(path, "--array", "an [N, D] array")
     if x.ndim != 2:
         raise UsageError(f"--array {path}: expected an [N, D] array, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
-        raise UsageError(f"--array {path}: expected real numbers, got dtype {x.dtype}")
-    x = x.astype(np.float64, copy=False)
     if not np.isfinite(x).all():
         raise UsageError(f"--array {path}: holds NaN or infinite values")
     return x
@@ -148,11 +140,11 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def add_command(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "intrinsic-dim",
         help="Levina-Bickel intrinsic dimension M_k against k (DE-GAN Eq. 15-17, Fig. 4)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_data_arguments(parser, required=False)
     parser.add_argument("--array", metavar="FILE.npy", help="an [N, D] array of points instead of --data")

@@ -17,7 +17,7 @@ import math
 import os
 from typing import Any
 
-from analysis.cli import Report, UsageError, add_output_arguments
+from analysis.cli import Report, UsageError, add_output_arguments, command_parser
 from analysis.codec_rate import CODECS
 from analysis.float_entropy import resolve_format
 from analysis.noise_dim import (
@@ -186,11 +186,11 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def add_command(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "noise-dim",
         help="noise dimension a perfect GAN needs from a lossless rate (Theorem 4.2, Table 3)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--bits-per-image", type=float, metavar="B", help="E[L(X)] in bits per image")
