@@ -51,6 +51,8 @@ mass to the largest q_i lowers both D and H, so the optimum never uses them.
 
 from __future__ import annotations
 
+import abc
+
 import math
 import time
 from dataclasses import dataclass, field
@@ -301,7 +303,7 @@ _XTOL = 1e-13
 _RTOL = 4 * np.finfo(float).eps
 
 
-class _Curve:
+class _Curve(abc.ABC):
     """A one-parameter curve of Lagrange points t -> q(t), from q = p toward a point mass.
 
     Subclasses give ``members(ts) -> (H in nats per t, q per row)`` for an array of
@@ -320,8 +322,9 @@ class _Curve:
         self.tail: np.ndarray = np.zeros(0)  # scanned only for budgets below the grid's last H
         self.pieces: list[tuple[float, float, float, float]] = []
 
+    @abc.abstractmethod
     def members(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """(H in nats, q) for each parameter in ``ts``."""
 
     def h(self, t: float) -> float:
         return float(self.members(np.array([t]))[0][0])
