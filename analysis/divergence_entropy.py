@@ -52,7 +52,6 @@ mass to the largest q_i lowers both D and H, so the optimum never uses them.
 from __future__ import annotations
 
 import abc
-
 import math
 import time
 from dataclasses import dataclass, field
