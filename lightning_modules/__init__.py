@@ -1,7 +1,8 @@
 """One LightningModule per method (the training recipe); plain networks live in ``nets``."""
 
 from lightning_modules.adversarial import AdversarialModule
+from lightning_modules.classifier import Classifier
 from lightning_modules.noise import NoiseSpec
 from lightning_modules.noise_dim_gan import NoiseDimGAN
 
-__all__ = ["AdversarialModule", "NoiseDimGAN", "NoiseSpec"]
+__all__ = ["AdversarialModule", "Classifier", "NoiseDimGAN", "NoiseSpec"]

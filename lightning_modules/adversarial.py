@@ -136,6 +136,9 @@ class AdversarialModule(LightningModule):
             name: {
                 "losses": ["Multiline", ["train/loss_d", "train/loss_g"]],
                 "discriminator logits": ["Multiline", ["train/d_real", "train/d_fake", "val/d_real", "val/d_fake"]],
+                # Filled when the run has a callbacks.GenerativeMetrics.
+                "FID and KID": ["Multiline", ["metrics/fid", "metrics/kid_mean"]],
+                "precision and recall": ["Multiline", ["metrics/precision", "metrics/recall"]],
             }
         }
 
