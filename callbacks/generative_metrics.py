@@ -12,7 +12,8 @@
 
 The feature space is pluggable (:mod:`evaluation.features`): the FID Inception-v3, or the
 project's own classifier. Logged values are ``metrics/fid``, ``metrics/kid_mean``,
-``metrics/kid_std``, ``metrics/precision`` and ``metrics/recall``, so e.g.
+``metrics/kid_std``, ``metrics/precision``, ``metrics/recall`` and (with ``ppl_samples``)
+``metrics/ppl``, so e.g.
 ``ModelCheckpoint(monitor="metrics/fid", mode="min")`` keeps the best generator.
 
 Real features are computed once and cached on disk (see :meth:`GenerativeMetrics.cache_key`);
@@ -39,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from evaluation.features import FeatureExtractorUnavailable, build_feature_extractor
+from evaluation.ppl import FeatureDistance, LPIPSDistance, perceptual_path_length
 from evaluation.precision_recall import precision_recall
 
 __all__ = ["CACHE_ENV", "GenerativeMetrics", "PrecomputedFeatures"]
@@ -129,6 +131,14 @@ class GenerativeMetrics(Callback):
         seed: seed of the generated noise (and of KID's subsets): same weights, same numbers.
         cache_dir: folder of the cached real features; null: ``$NOISE_GANS_CACHE/real_features``
             if that variable is set, else ``~/.cache/noise-gans/real_features``.
+        ppl_samples: latent pairs for the perceptual path length ``metrics/ppl`` (StyleGAN
+            Sec. 3.2, :func:`evaluation.ppl.perceptual_path_length`; the paper uses 100,000);
+            0 turns it off.
+        ppl_sampling: ``full`` (t ~ U(0, 1)) or ``end`` (t = 0) paths.
+        ppl_epsilon: the path step (1e-4 in the paper).
+        ppl_lpips_path: LPIPS backbone weights for the paper's distance; null: squared L2
+            between the feature extractor's features (works offline, but the numbers are
+            then not comparable to published PPL).
     """
 
     def __init__(
@@ -148,6 +158,10 @@ class GenerativeMetrics(Callback):
         ema: bool = True,
         seed: int = 0,
         cache_dir: Optional[str] = None,
+        ppl_samples: int = 0,
+        ppl_sampling: Literal["full", "end"] = "end",
+        ppl_epsilon: float = 1e-4,
+        ppl_lpips_path: Optional[str] = None,
     ) -> None:
         checks = {
             "num_samples": (num_samples, 2),
@@ -160,6 +174,11 @@ class GenerativeMetrics(Callback):
         for name, (value, low) in checks.items():
             if value < low:
                 raise ValueError(f"GenerativeMetrics.{name} must be >= {low}, got {value}")
+        if ppl_samples < 0 or ppl_epsilon <= 0 or ppl_sampling not in ("full", "end"):
+            raise ValueError(
+                "GenerativeMetrics: ppl_samples must be >= 0, ppl_epsilon > 0 and ppl_sampling full or end; "
+                f"got {ppl_samples}, {ppl_epsilon}, {ppl_sampling!r}"
+            )
         if max_real is not None and max_real < 2:
             raise ValueError(f"GenerativeMetrics.max_real must be >= 2 or null, got {max_real}")
         if precision_recall and min(pr_max_samples, num_samples) <= pr_k:
@@ -179,6 +198,9 @@ class GenerativeMetrics(Callback):
         self.kid_subset_size, self.kid_subsets = kid_subset_size, kid_subsets
         self.precision_recall, self.pr_k, self.pr_max_samples = precision_recall, pr_k, pr_max_samples
         self.batch_size, self.ema, self.seed, self.cache_dir = batch_size, ema, seed, cache_dir
+        self.ppl_samples, self.ppl_sampling, self.ppl_epsilon = ppl_samples, ppl_sampling, ppl_epsilon
+        self.ppl_lpips_path = ppl_lpips_path
+        self._ppl_distance: Optional[nn.Module] = None
 
         #: The feature extractor (built in ``setup`` on global rank zero; may be assigned before).
         self.extractor: Optional[nn.Module] = None
@@ -296,7 +318,40 @@ class GenerativeMetrics(Callback):
         with torch.inference_mode():
             real = self.real_features(trainer, progress=progress)
             fake = self.fake_features(pl_module, progress=progress)
-            return self.metrics_from_features(real, fake)
+            values = self.metrics_from_features(real, fake)
+            if self.ppl_samples:
+                values["metrics/ppl"] = self.perceptual_path_length(pl_module)
+            return values
+
+    def perceptual_path_length(self, pl_module: LightningModule) -> float:
+        """PPL of the generator in z (StyleGAN Sec. 3.2), with the distance ``ppl_lpips_path`` selects."""
+        if self._ppl_distance is None:
+            self._ppl_distance = (
+                LPIPSDistance(self.ppl_lpips_path) if self.ppl_lpips_path else FeatureDistance(self.extractor)
+            )
+        self._ppl_distance.to(pl_module.device)
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            mean, _ = perceptual_path_length(
+                generate=lambda z: self._to_extractor(pl_module.generate(z, ema=self.ema)),
+                sample_z=lambda n, g: pl_module.noise.sample(n, generator=g),
+                distance=self._ppl_distance,
+                num_samples=self.ppl_samples,
+                epsilon=self.ppl_epsilon,
+                sampling=self.ppl_sampling,
+                # slerp assumes Gaussian noise (the paper's); uniform and discrete noise move on lines.
+                interpolation=None if pl_module.noise.distribution == "gaussian" else "lerp",
+                batch_size=self.batch_size,
+                seed=self.seed,
+            )
+        finally:
+            pl_module.train(was_training)
+        return float(mean)
+
+    def _to_extractor(self, images: torch.Tensor) -> torch.Tensor:
+        device = next(iter(self.extractor.parameters()), torch.empty(0)).device if self.extractor else images.device
+        return images.to(device=device, dtype=torch.float32)
 
     def _extract(self, images: torch.Tensor) -> torch.Tensor:
         """Features of images in [-1, 1] (any float dtype; float32 on the extractor's device)."""

@@ -441,9 +441,10 @@ def test_fit_logs_metrics_and_test_logs_them_again_from_the_cache(tmp_path, monk
             "--trainer.max_steps=8",
             "--trainer.limit_train_batches=2",
             "--trainer.check_val_every_n_epoch=1",
+            "--trainer.callbacks.init_args.ppl_samples=32",
         )
     )
-    names = {"metrics/fid", "metrics/kid_mean", "metrics/kid_std", "metrics/precision", "metrics/recall"}
+    names = {"metrics/fid", "metrics/kid_mean", "metrics/kid_std", "metrics/precision", "metrics/recall", "metrics/ppl"}
     assert names <= set(fit.trainer.callback_metrics)
     assert math.isfinite(float(fit.trainer.callback_metrics["metrics/fid"]))
     metrics = _generative_metrics(fit)
@@ -455,11 +456,14 @@ def test_fit_logs_metrics_and_test_logs_them_again_from_the_cache(tmp_path, monk
     assert len(events.Scalars("metrics/fid")) == 2  # two validation epochs
 
     last = fit.trainer.checkpoint_callback.last_model_path
-    test = main(_cli_args(tmp_path, *extractor, f"--ckpt_path={last}", subcommand="test"))
+    ppl = _cli_args(tmp_path, *extractor, f"--ckpt_path={last}", "--trainer.callbacks.init_args.ppl_samples=32")
+    test = main(["test", *ppl[1:]])
     assert names <= set(test.trainer.callback_metrics)
     assert _generative_metrics(test).real_images_extracted == 0  # real features from the cache
     # Same weights, same noise seed: the test run reproduces the last validation's numbers.
     assert float(test.trainer.callback_metrics["metrics/fid"]) == pytest.approx(metrics.last["metrics/fid"], rel=1e-4)
+    assert 0 < metrics.last["metrics/ppl"] < math.inf
+    assert float(test.trainer.callback_metrics["metrics/ppl"]) == pytest.approx(metrics.last["metrics/ppl"], rel=1e-4)
 
 
 def test_a_missing_weights_file_stops_before_training(tmp_path):
