@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
+from datamodules.base import stratified_split
+
 __all__ = ["DigitsDataModule", "load_digits_tensors"]
 
 
@@ -26,22 +28,6 @@ def load_digits_tensors(resolution: int = 32) -> tuple[torch.Tensor, torch.Tenso
         images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
     images = images.clamp_(0.0, 1.0).mul_(2.0).sub_(1.0)
     return images, torch.from_numpy(digits.target).long()
-
-
-def stratified_split(labels: torch.Tensor, fractions: tuple[float, ...], seed: int) -> list[torch.Tensor]:
-    """Indices of each part, the same share of every class in each part, fixed by ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    parts: list[list[torch.Tensor]] = [[] for _ in range(len(fractions) + 1)]
-    for cls in torch.unique(labels):
-        idx = torch.nonzero(labels == cls).flatten()
-        idx = idx[torch.randperm(len(idx), generator=generator)]
-        sizes = [round(f * len(idx)) for f in fractions]
-        start = 0
-        for part, size in zip(parts[1:], sizes):
-            part.append(idx[start : start + size])
-            start += size
-        parts[0].append(idx[start:])
-    return [torch.sort(torch.cat(p)).values for p in parts]
 
 
 class DigitsDataModule(LightningDataModule):
