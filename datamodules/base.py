@@ -37,6 +37,7 @@ __all__ = [
     "ImageTransform",
     "InMemoryImageDataset",
     "TransformedDataset",
+    "check_fractions",
     "split_indices",
     "stratified_split",
 ]
@@ -46,6 +47,15 @@ SPLITS = ("train", "val", "test")
 
 class DatasetNotFoundError(FileNotFoundError):
     """The dataset is not where the config says; the message says what to put there."""
+
+
+def check_fractions(val_fraction: float, test_fraction: float = 0.0) -> None:
+    """Raise a ValueError naming the keys unless both shares are >= 0 and sum to less than 1."""
+    if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"data.init_args.val_fraction ({val_fraction}) and test_fraction ({test_fraction}) "
+            "must be >= 0 and sum to less than 1"
+        )
 
 
 def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[torch.Tensor]:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.base import ImageDataModule, InMemoryImageDataset, stratified_split
+from datamodules.base import ImageDataModule, InMemoryImageDataset, check_fractions, stratified_split
 from datamodules.encoded import CorruptImageError
 
 __all__ = ["CIFAR10DataModule", "load_cifar_batch"]
@@ -130,8 +130,7 @@ class CIFAR10DataModule(ImageDataModule):
         **kwargs,
     ) -> None:
         super().__init__(root=root, resolution=resolution, hflip=hflip, **kwargs)
-        if not 0 <= val_fraction < 1:
-            raise ValueError(f"data.init_args.val_fraction must be in [0, 1), got {val_fraction}")
+        check_fractions(val_fraction)
         self.val_fraction = val_fraction
         self.classes: list[str] = list(CLASSES)
 

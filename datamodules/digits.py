@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
-from datamodules.base import stratified_split
+from datamodules.base import check_fractions, stratified_split
 
 __all__ = ["DigitsDataModule", "load_digits_tensors"]
 
@@ -56,11 +56,7 @@ class DigitsDataModule(LightningDataModule):
         super().__init__()
         if resolution < 1:
             raise ValueError(f"data.init_args.resolution must be positive, got {resolution}")
-        if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
-            raise ValueError(
-                f"data.init_args.val_fraction ({val_fraction}) and test_fraction ({test_fraction}) "
-                "must be >= 0 and sum to less than 1"
-            )
+        check_fractions(val_fraction, test_fraction)
         self.save_hyperparameters()
         self.resolution, self.batch_size, self.num_workers = resolution, batch_size, num_workers
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed

@@ -22,7 +22,7 @@ from typing import Optional
 
 from torch.utils.data import Dataset
 
-from datamodules.base import split_indices
+from datamodules.base import check_fractions, split_indices
 from datamodules.encoded import EncodedImageDataModule, EncodedImageDataset, FolderSource, ImageSource, ZipSource
 
 __all__ = ["FFHQDataModule", "ImageFolderDataModule"]
@@ -55,11 +55,7 @@ class ImageFolderDataModule(EncodedImageDataModule):
         **kwargs,
     ) -> None:
         super().__init__(root=root, resolution=resolution, **kwargs)
-        if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
-            raise ValueError(
-                f"data.init_args.val_fraction ({val_fraction}) and test_fraction ({test_fraction}) "
-                "must be >= 0 and sum to less than 1"
-            )
+        check_fractions(val_fraction, test_fraction)
         self.val_fraction, self.test_fraction, self.use_labels = val_fraction, test_fraction, use_labels
         self.num_classes: Optional[int] = None
         self.source: Optional[ImageSource] = None

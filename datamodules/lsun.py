@@ -45,7 +45,7 @@ from typing import Optional
 
 from torch.utils.data import Dataset
 
-from datamodules.base import split_indices
+from datamodules.base import check_fractions, split_indices
 from datamodules.encoded import (
     IMAGE_EXTENSIONS,
     EncodedImageDataModule,
@@ -142,11 +142,7 @@ class LSUNDataModule(EncodedImageDataModule):
             raise ValueError(
                 f"data.init_args.category must be an LSUN category such as church_outdoor, got {category!r}"
             )
-        if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
-            raise ValueError(
-                f"data.init_args.val_fraction ({val_fraction}) and test_fraction ({test_fraction}) "
-                "must be >= 0 and sum to less than 1"
-            )
+        check_fractions(val_fraction, test_fraction)
         self.category, self.val_fraction, self.test_fraction = category, val_fraction, test_fraction
         self.sources: dict[str, ImageSource] = {}
 

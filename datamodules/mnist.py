@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.base import ImageDataModule, InMemoryImageDataset, stratified_split
+from datamodules.base import ImageDataModule, InMemoryImageDataset, check_fractions, stratified_split
 from datamodules.encoded import CorruptImageError
 
 __all__ = ["MNISTDataModule", "read_idx"]
@@ -148,8 +148,7 @@ class MNISTDataModule(ImageDataModule):
             raise ValueError(f"data.init_args.pad must be >= 0, got {pad}")
         if variant not in VARIANTS:
             raise ValueError(f"data.init_args.variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-        if not 0 <= val_fraction < 1:
-            raise ValueError(f"data.init_args.val_fraction must be in [0, 1), got {val_fraction}")
+        check_fractions(val_fraction)
         super().__init__(root=root, resolution=28 + 2 * pad if resolution is None else resolution, **kwargs)
         self.pad, self.variant, self.val_fraction = pad, variant, val_fraction
         self.classes: list[str] = list(VARIANTS[variant]["classes"])

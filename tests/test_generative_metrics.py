@@ -32,9 +32,6 @@ from evaluation.features import (
 from evaluation.precision_recall import knn_radii, precision_recall
 from lightning_modules import NoiseDimGAN, NoiseSpec
 
-HAS_TORCH_FIDELITY = importlib.util.find_spec("torch_fidelity") is not None
-HAS_CLASSIFIER = importlib.util.find_spec("lightning_modules.classifier") is not None
-
 
 class TinyConvFeatures(FeatureExtractor):
     """A random-init conv net, fixed by ``seed``: a cheap stand-in for Inception."""
@@ -263,19 +260,20 @@ def test_inception_with_a_missing_weights_file_names_it(tmp_path):
     assert "GenerativeMetrics.feature_path" in str(exc.value) and INCEPTION_URL in str(exc.value)
 
 
-@pytest.mark.skipif(HAS_TORCH_FIDELITY, reason="torch-fidelity is installed")
-def test_inception_without_torch_fidelity_says_what_to_install():
+def test_inception_without_torch_fidelity_says_what_to_install(monkeypatch):
+    find_spec = importlib.util.find_spec  # a broken install: the package cannot be found
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch_fidelity" else find_spec(name, *a)
+    )
     with pytest.raises(FeatureExtractorUnavailable, match="torch-fidelity") as exc:
         InceptionFeatures()
     assert "feature_extractor: classifier" in str(exc.value)
 
 
-@pytest.mark.skipif(not HAS_TORCH_FIDELITY, reason="needs torch-fidelity")
 def test_inception_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
     """No weights in the torch.hub cache and no network: an actionable error, in seconds."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    if feats._reachable(INCEPTION_URL, 3.0) is None:
-        pytest.skip("the network is available here")
+    monkeypatch.setattr(feats, "_reachable", lambda url, timeout: "name resolution failed")  # offline, here or not
     start = time.monotonic()
     with pytest.raises(FeatureExtractorUnavailable) as exc:
         InceptionFeatures(download_timeout=5.0)
@@ -285,7 +283,6 @@ def test_inception_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
     assert INCEPTION_URL in message and "feature_extractor: classifier" in message
 
 
-@pytest.mark.skipif(not HAS_TORCH_FIDELITY, reason="needs torch-fidelity")
 def test_inception_stalled_host_fails_within_the_timeout(tmp_path, monkeypatch):
     """A resolver or host that never answers: the probe gives up at its deadline, not at the OS's."""
     import socket
@@ -307,7 +304,6 @@ def test_inception_stalled_host_fails_within_the_timeout(tmp_path, monkeypatch):
         release.set()
 
 
-@pytest.mark.skipif(not HAS_TORCH_FIDELITY, reason="needs torch-fidelity")
 def test_inception_features_from_a_local_weights_file(tmp_path, monkeypatch):
     """A random-init Inception saved as a weights file: loads offline, maps [-1, 1] grey to uint8 RGB."""
     import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
@@ -347,6 +343,7 @@ def test_classifier_features_need_an_existing_checkpoint(tmp_path):
 def _classifier_checkpoint(path: Path, **hparams) -> Path:
     """An untrained Classifier saved in Lightning's checkpoint format (no training)."""
     import lightning
+
     from lightning_modules.classifier import Classifier
 
     torch.manual_seed(0)
@@ -360,7 +357,6 @@ def _classifier_checkpoint(path: Path, **hparams) -> Path:
     return path
 
 
-@pytest.mark.skipif(not HAS_CLASSIFIER, reason="lightning_modules.classifier is not there yet")
 def test_classifier_features_from_a_checkpoint_convert_channels_and_size(tmp_path):
     ckpt = _classifier_checkpoint(tmp_path / "clf.ckpt", channels=1, resolution=16, width=4, num_features=12)
     extractor = build_feature_extractor("classifier", str(ckpt))
@@ -411,28 +407,25 @@ def _cli_args(tmp_path, *extra, subcommand="fit"):
     ]
 
 
-def _extractor_args(tmp_path, monkeypatch) -> list[str]:
-    """The project's Classifier (untrained) if it exists, else the tiny conv stand-in."""
-    if HAS_CLASSIFIER:
-        ckpt = _classifier_checkpoint(tmp_path / "clf.ckpt", channels=1, resolution=32, width=4, num_features=16)
-        return [
-            "--trainer.callbacks.init_args.feature_extractor=classifier",
-            f"--trainer.callbacks.init_args.feature_path={ckpt}",
-        ]
-    monkeypatch.setattr(gm, "build_feature_extractor", lambda name, path: TinyConvFeatures())
-    return []
+def _extractor_args(tmp_path) -> list[str]:
+    """The project's Classifier, untrained, as the feature extractor."""
+    ckpt = _classifier_checkpoint(tmp_path / "clf.ckpt", channels=1, resolution=32, width=4, num_features=16)
+    return [
+        "--trainer.callbacks.init_args.feature_extractor=classifier",
+        f"--trainer.callbacks.init_args.feature_path={ckpt}",
+    ]
 
 
 def _generative_metrics(cli) -> GenerativeMetrics:
     return next(cb for cb in cli.trainer.callbacks if isinstance(cb, GenerativeMetrics))
 
 
-def test_fit_logs_metrics_and_test_logs_them_again_from_the_cache(tmp_path, monkeypatch):
+def test_fit_logs_metrics_and_test_logs_them_again_from_the_cache(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from train import main
 
-    extractor = _extractor_args(tmp_path, monkeypatch)
+    extractor = _extractor_args(tmp_path)
     fit = main(
         _cli_args(
             tmp_path,
@@ -476,7 +469,6 @@ def test_a_missing_weights_file_stops_before_training(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_CLASSIFIER, reason="needs lightning_modules.classifier")
 def test_ddp_computes_on_rank_zero_and_every_rank_logs(tmp_path):
     """DDP on 2 CPU processes: no hang, one cache file, and ModelCheckpoint(monitor=metrics/fid) finds
     the metric on every rank (it raises where a monitored key is missing)."""

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from evaluation.reconstruction import ReconstructionMetrics, psnr, reconstruction_metrics, ssim
