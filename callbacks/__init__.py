@@ -1,7 +1,8 @@
 """Lightning callbacks shared by the methods."""
 
+from callbacks.de_gan_eval import DEGANEvaluation
 from callbacks.generative_metrics import GenerativeMetrics
 from callbacks.paths import run_dir
 from callbacks.sample_grid import SampleGrid
 
-__all__ = ["GenerativeMetrics", "SampleGrid", "run_dir"]
+__all__ = ["DEGANEvaluation", "GenerativeMetrics", "SampleGrid", "run_dir"]

@@ -2,7 +2,9 @@
 
 from lightning_modules.adversarial import AdversarialModule
 from lightning_modules.classifier import Classifier
+from lightning_modules.de_gan import DEGAN
 from lightning_modules.noise import NoiseSpec
 from lightning_modules.noise_dim_gan import NoiseDimGAN
+from lightning_modules.vae import VAE
 
-__all__ = ["AdversarialModule", "Classifier", "NoiseDimGAN", "NoiseSpec"]
+__all__ = ["DEGAN", "VAE", "AdversarialModule", "Classifier", "NoiseDimGAN", "NoiseSpec"]

@@ -2,9 +2,10 @@
 
 Two metrics of the seed papers read a classifier:
 
-* classifier accuracy of conditional samples (seed paper "GANs with decoder-encoder
-  output noise", DE-GAN, Sec. 4): a sample generated for label y counts as correct when
-  the classifier predicts y (:meth:`Classifier.predict_labels`, :meth:`Classifier.accuracy_of`);
+* classifier accuracy of unconditional samples (seed paper "GANs with decoder-encoder
+  output noise", DE-GAN, Sec. IV-A, Fig. 6, Table V): the share of samples the classifier
+  recognises, i.e. assigns some class with high confidence
+  (:meth:`Classifier.predict_proba`; :mod:`evaluation.de_gan_metrics`);
 * feature-space statistics: FID/KID (Heusel et al. 2017, Eq. 6; Binkowski et al. 2018) and
   the feature distance of the perceptual path length (Karras et al. 2019, Sec. 3.2) on
   datasets where ImageNet features mean little or cannot be downloaded
@@ -153,8 +154,8 @@ class Classifier(LightningModule):
     def accuracy_of(self, images: torch.Tensor, labels: torch.Tensor, batch_size: Optional[int] = None) -> float:
         """Share of ``images`` classified as ``labels``.
 
-        For a conditional generator (DE-GAN's classifier accuracy) pass the samples and the
-        labels they were generated for.
+        For a conditional generator pass the samples and the labels they were generated
+        for; for a test split, the images and their true labels.
         """
         if labels.shape != images.shape[:1]:
             raise ValueError(f"need one label per image, got {list(labels.shape)} for {images.shape[0]} images")

@@ -1,0 +1,230 @@
+"""The DE-GAN paper's evaluation, as pure functions (seed paper "GANs with decoder-encoder output noise").
+
+* :func:`confident_accuracy` -- the quality measure of Sec. IV-A.1 / Table V / Table VII
+  for an *unconditional* generator: the share of generated images that a classifier
+  trained on the real data recognises, i.e. whose top class probability is strictly
+  greater than a threshold tau.  Tracked per epoch it is the convergence curve of Fig. 6.
+* :func:`diversity_degree`, :func:`class_diversity`, :func:`relative_diversity` -- the
+  diversity degree of Definition 3, normalised per sample,
+  D(X) = (1/|X|) sum_i ||x_i - mean(X)||^2, and the relative diversity degree
+  rdd_c = D(X_gen,c) / D(X_real,c) per class c (Table VI; 1 = as diverse as the data).
+* :func:`pca_2d` -- the 2-D PCA embedding of noise vectors of Fig. 11.
+* :func:`convergence_figure`, :func:`pca_figure` -- matplotlib figures of Fig. 6 and Fig. 11.
+* ``python -m evaluation.de_gan_metrics NAME=RUN ...`` -- the README's table (accuracy after
+  given epochs, mean rdd) from runs' ``de_gan/metrics.csv``, and Fig. 6 with all runs (``--plot``).
+
+Images are compared as flat vectors on whatever scale they come in (the callers use
+[-1, 1]); rdd is a ratio, so the scale cancels as long as both sets share it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import torch
+
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "class_diversity",
+    "confident_accuracy",
+    "convergence_figure",
+    "diversity_degree",
+    "pca_2d",
+    "pca_figure",
+    "read_metrics_csv",
+    "relative_diversity",
+]
+
+
+def confident_accuracy(probs: torch.Tensor, threshold: float = 0.9) -> float:
+    """Share of samples whose top class probability is strictly greater than ``threshold``.
+
+    Args:
+        probs: class probabilities [N, K] (rows sum to 1), e.g. ``Classifier.predict_proba``.
+        threshold: tau in [0, 1); 0 counts every sample whose top probability is positive.
+    """
+    if probs.ndim != 2 or probs.shape[0] == 0:
+        raise ValueError(f"expected class probabilities of shape [N > 0, K], got {list(probs.shape)}")
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"the confidence threshold must be in [0, 1), got {threshold}")
+    return (probs.max(dim=1).values > threshold).double().mean().item()
+
+
+def diversity_degree(x: torch.Tensor) -> float:
+    """D(X) = (1/|X|) sum_i ||x_i - mean(X)||^2 of Definition 3 (per sample); 0 for fewer than 2 items.
+
+    ``x`` is [N, ...]; each item is flattened.  Computed in float64.
+    """
+    if x.shape[0] < 2:
+        return 0.0
+    flat = x.reshape(x.shape[0], -1).double()
+    return (flat - flat.mean(0)).pow(2).sum(1).mean().item()
+
+
+def class_diversity(x: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """D(X_c) for each class c in 0..num_classes-1, float64 [num_classes]; 0 where a class has < 2 items."""
+    if labels.shape != x.shape[:1]:
+        raise ValueError(f"need one label per item, got {list(labels.shape)} for {x.shape[0]} items")
+    labels = labels.to(x.device)
+    return torch.tensor([diversity_degree(x[labels == c]) for c in range(num_classes)], dtype=torch.float64)
+
+
+def relative_diversity(
+    generated: torch.Tensor,
+    generated_labels: torch.Tensor,
+    real_diversity: torch.Tensor,
+) -> torch.Tensor:
+    """rdd_c = D(X_gen,c) / D(X_real,c) per class (Table VI), float64 [num_classes].
+
+    Args:
+        generated: generated images [N, ...].
+        generated_labels: their class, e.g. the classifier's predicted label [N].
+        real_diversity: D(X_real,c) per class, from :func:`class_diversity` on the real data.
+
+    A class with no (or one) generated image has D = 0 and so rdd 0: dropping a mode
+    counts as no diversity.  A class whose real diversity is 0 gives NaN.
+    """
+    gen = class_diversity(generated, generated_labels, real_diversity.numel())
+    real = real_diversity.double().cpu()
+    return torch.where(real > 0, gen / real.clamp_min(1e-300), torch.full_like(real, float("nan")))
+
+
+def pca_2d(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project [N, D] vectors onto their top two principal components (Fig. 11).
+
+    Returns the centred projections [N, 2] (float64) and the share of the total variance
+    each of the two components explains [2].  Each component's sign is fixed so that its
+    largest-magnitude loading is positive (the embedding is deterministic).
+    """
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"PCA needs [N >= 2, D] vectors, got {list(x.shape)}")
+    centred = x.double() - x.double().mean(0)
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    components = vh[:2]
+    if components.shape[0] < 2:  # D = 1: pad with a zero axis
+        components = torch.cat([components, torch.zeros_like(components)])
+        s = torch.cat([s, torch.zeros(1, dtype=s.dtype)])
+    signs = torch.sign(components.gather(1, components.abs().argmax(1, keepdim=True)))
+    components = components * torch.where(signs == 0, torch.ones_like(signs), signs)
+    total = s.pow(2).sum()
+    explained = s[:2].pow(2) / total if total > 0 else torch.zeros(2, dtype=torch.float64)
+    return centred @ components.T, explained
+
+
+def convergence_figure(
+    curves: dict[str, Sequence[tuple[int, float]]], threshold: Optional[float] = None, title: Optional[str] = None
+) -> "Figure":
+    """Fig. 6: classifier accuracy of generated samples against epochs, one line per run.
+
+    Args:
+        curves: run name -> [(epoch, accuracy), ...] (epochs counted from 1).
+        threshold: the confidence threshold, for the axis label.
+        title: the figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, points in curves.items():
+        if points:
+            epochs, values = zip(*points)
+            ax.plot(epochs, values, marker="o", markersize=3, label=name)
+    ax.set_xlabel("epoch")
+    label = "classifier accuracy of samples"
+    ax.set_ylabel(label if threshold is None else f"{label}\n(top probability > {threshold:g})")
+    ax.set_ylim(0.0, 1.02)
+    ax.grid(alpha=0.3)
+    if len(curves) > 1:
+        ax.legend()
+    ax.set_title(title or "convergence (DE-GAN paper, Fig. 6)")
+    fig.tight_layout()
+    return fig
+
+
+def pca_figure(
+    z_noise: torch.Tensor,
+    z_prime: torch.Tensor,
+    explained: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+) -> "Figure":
+    """Fig. 11: 2-D PCA embeddings of the raw noise z_n (left) and the preconditioned z' (right).
+
+    Both panels share their axis limits, so the spreads compare directly.
+
+    Args:
+        z_noise: 2-D embedding of z_n [N, 2] (from :func:`pca_2d`).
+        z_prime: 2-D embedding of z' [N, 2].
+        explained: the explained-variance shares of both embeddings, for the titles.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
+    names = ["original noise $z_n$", "posterior noise $z'$"]
+    for i, (ax, points, name) in enumerate(zip(axes, (z_noise, z_prime), names)):
+        points = points.detach().double().cpu()
+        ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), s=3, alpha=0.5)
+        if explained is not None:
+            share = explained[i].sum().item()
+            name = f"{name}\n(PC1+PC2: {100 * share:.1f}% of the variance)"
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("PC1")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("PC2")
+    fig.suptitle("PCA of the generator's input (DE-GAN paper, Fig. 11)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def read_metrics_csv(run: str) -> list[dict[str, float]]:
+    """Rows of ``<run>/de_gan/metrics.csv`` (written by ``callbacks.de_gan_eval.DEGANEvaluation``)."""
+    import csv
+    import os
+
+    path = run if run.endswith(".csv") else os.path.join(run, "de_gan", "metrics.csv")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: a run trained with callbacks.de_gan_eval.DEGANEvaluation writes it")
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``python -m evaluation.de_gan_metrics NAME=RUN ... [--epochs 1 2 5] [--plot fig6.png]``.
+
+    Prints a markdown table of the classifier accuracy of samples after the given epochs
+    and the mean rdd after the last of them, one row per run, and optionally draws Fig. 6
+    with every run's curve.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m evaluation.de_gan_metrics", description=main.__doc__)
+    parser.add_argument("runs", nargs="+", help="NAME=RUN_DIR (a runs/de_gan/.../version_N folder)")
+    parser.add_argument("--epochs", nargs="+", type=int, default=[1, 2, 5])
+    parser.add_argument("--plot", help="write Fig. 6 (all runs' accuracy curves) to this PNG")
+    args = parser.parse_args(argv)
+    curves = {}
+    header = [f"acc. epoch {e}" for e in args.epochs] + [f"mean rdd epoch {args.epochs[-1]}"]
+    print("| run | " + " | ".join(header) + " |")
+    print("|---|" + "---|" * len(header))
+    for spec in args.runs:
+        name, _, run = spec.partition("=")
+        if not run:
+            name, run = spec, spec
+        rows = {int(r["epoch"]): r for r in read_metrics_csv(run)}
+        curves[name] = [(e, r["de_gan/accuracy"]) for e, r in sorted(rows.items())]
+        cells = [f"{rows[e]['de_gan/accuracy']:.3f}" if e in rows else "-" for e in args.epochs]
+        last = rows.get(args.epochs[-1], {})
+        cells.append(f"{last['de_gan/rdd_mean']:.2f}" if "de_gan/rdd_mean" in last else "-")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.plot:
+        convergence_figure(curves).savefig(args.plot, dpi=120)
+        print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

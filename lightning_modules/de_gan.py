@@ -1,0 +1,396 @@
+"""DEGAN: a DCGAN whose noise first goes through a frozen, pretrained VAE decoder -> encoder.
+
+Seed paper "Generative adversarial networks with decoder-encoder output noise" (Zhong,
+Gao, Liu, Yang), Sec. II and Algorithm 1:
+
+1. pretrain a VAE on the training images (Eq. 4-7; :class:`lightning_modules.vae.VAE`,
+   ``python train.py fit -c configs/de_gan/<data>_vae.yaml``);
+2. the *preconditioner* maps z_n ~ N(0, I) to x_hat = Decoder(z_n) (Eq. 8) and then to
+   z' = Encoder(x_hat) (Eq. 9); z' has the shape of z_n and feeds the DCGAN generator
+   (Algorithm 1, lines 4-7).  ``encoder_output: mean`` (the default) takes z' = mu(x_hat),
+   ``sample`` draws z' ~ q(z|x_hat);
+3. the discriminator minimises L_D (Eq. 10); the generator minimises
+   lambda_1 L_adv + lambda_2 L_hid (Eq. 13, Sec. IV-B "g_loss"), where L_adv is the
+   adversarial loss (Eq. 11; the non-saturating form by default) and L_hid the
+   hidden-space loss between D's activations on real and generated batches (Eq. 12,
+   :func:`hidden_space_loss`).
+
+``preconditioner: none`` skips step 2 (z' = z_n): the DCGAN baseline with the identical
+generator, discriminator and losses, so the paper's comparison is one config key.
+
+The VAE is frozen: ``requires_grad`` off, always in eval mode, never in an optimiser,
+and held *outside* the module's registered children, so it is neither in DE-GAN's
+``state_dict`` nor in its checkpoints.  The checkpoint stores the VAE's path and sha256
+instead; loading (``DEGAN.load_from_checkpoint``, ``train.py test --ckpt_path``)
+reloads the VAE from ``vae_ckpt``.  ``vae_ckpt`` may be a glob (e.g.
+``runs/de_gan/digits_vae/version_*/checkpoints/last.ckpt``): the newest match is used and
+its resolved path is what the hyperparameters record.
+
+Sampling API: ``generate(z)`` takes *raw* noise z_n (what ``noise.sample`` draws, so the
+shared callbacks' fixed noise works unchanged) and applies the preconditioner;
+``sample_noise(n)`` returns preconditioned z' (the generator's input), which the shared
+D and G steps use.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import glob
+import os
+from typing import Any, Literal, Optional
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from evaluation.features import file_sha256
+from lightning_modules.adversarial import AdversarialModule
+from lightning_modules.losses import LossName
+from lightning_modules.nets.de_gan import Arch, DEGANDiscriminator, DEGANGenerator, check_arch
+from lightning_modules.nets.ema import ema_beta
+from lightning_modules.noise import NoiseSpec
+from lightning_modules.vae import VAE
+
+__all__ = ["DEGAN", "HiddenLoss", "hidden_space_loss", "resolve_checkpoint"]
+
+HiddenLoss = Literal["per_sample", "mean_features"]
+VAE_HOWTO = "python train.py fit -c configs/de_gan/digits_vae.yaml"
+
+
+def resolve_checkpoint(path: str, key: str, howto: str) -> str:
+    """``path`` itself, or the newest file matching it when it is a glob; a clear error when none exists.
+
+    Args:
+        path: a file path or a glob pattern (``*``, ``?``, ``[``).
+        key: the config key the path comes from, named in the error.
+        howto: the command that writes such a checkpoint, named in the error.
+    """
+    if any(ch in path for ch in "*?["):
+        matches = [p for p in glob.glob(path) if os.path.isfile(p)]
+        if matches:
+            newest = max(matches, key=os.path.getmtime)
+            if len(matches) > 1:
+                rank_zero_info(f"{key}: {len(matches)} files match {path!r}; using the newest, {newest}")
+            return newest
+    elif os.path.isfile(path):
+        return path
+    raise FileNotFoundError(
+        f"{key}: no checkpoint at {path!r} (working directory {os.getcwd()}).\n"
+        f"  Write one with `{howto}` and set {key} to its checkpoints/last.ckpt (globs like version_* are allowed)."
+    )
+
+
+def hidden_space_loss(h_real: torch.Tensor, h_gen: torch.Tensor, mode: HiddenLoss = "per_sample") -> torch.Tensor:
+    """The hidden-space loss L_hid of Eq. 12 between D's activations on real and generated images.
+
+    ``per_sample`` (Eq. 12 as written): (1/N) sum_i ||h(x_real^(i)) - h(x_gen^(i))||_2, the
+    L2 distance between the flattened activation maps of the i-th real and i-th generated
+    image of the two batches, averaged over the batch (both batches must have N images).
+    ``mean_features``: ||mean_i h(x_real^(i)) - mean_i h(x_gen^(i))||_2, the distance of the
+    batch-mean activations (feature matching, Salimans et al. 2016), an alternative.
+    Computed in float32; zero when the two batches are identical.
+    """
+    h_real, h_gen = h_real.flatten(1).float(), h_gen.flatten(1).float()
+    if h_real.shape[1:] != h_gen.shape[1:]:
+        raise ValueError(f"activation maps differ in size: {list(h_real.shape)} vs {list(h_gen.shape)}")
+    if mode == "per_sample":
+        if h_real.shape[0] != h_gen.shape[0]:
+            raise ValueError(
+                f"the per-sample hidden-space loss (Eq. 12) pairs the i-th real and generated images: got "
+                f"{h_real.shape[0]} and {h_gen.shape[0]}"
+            )
+        return torch.linalg.vector_norm(h_real - h_gen, dim=1).mean()
+    if mode == "mean_features":
+        return torch.linalg.vector_norm(h_real.mean(0) - h_gen.mean(0))
+    raise ValueError(f"unknown model.init_args.hidden_loss {mode!r}; expected per_sample or mean_features")
+
+
+class DEGAN(AdversarialModule):
+    """DE-GAN (seed paper "GANs with decoder-encoder output noise"); see the module docstring.
+
+    Args:
+        vae_ckpt: checkpoint of the pretrained :class:`~lightning_modules.vae.VAE` (written by
+            ``python train.py fit -c configs/de_gan/<data>_vae.yaml``); a glob picks the
+            newest match.  Needed when ``preconditioner`` is ``vae``.
+        preconditioner: ``vae`` (DE-GAN: z' = Encoder(Decoder(z_n)), Eq. 8-9) or ``none``
+            (z' = z_n: the DCGAN baseline with the identical networks and losses).
+        encoder_output: z' from the encoder: ``mean`` (mu(x_hat); Algorithm 1 line 6 and the
+            tables' single 128-unit encoder output) or ``sample`` (a draw from
+            q(z|x_hat), the "z' ~ p(z|x)" of Eq. 9).  The decoder side always uses the
+            mean image x_hat = E[x|z_n].
+        noise: the raw noise z_n; N(0, I) of dimension 128 in the paper (Sec. III), and its
+            dimension must equal the VAE's ``latent_dim``.
+        arch: the paper's networks: ``mnist`` (Table II), ``celeba`` (Table III) or
+            ``cifar10`` (Table IV).
+        resolution: image side in pixels; must match the data (28 or 32 for ``mnist``, 64
+            for ``celeba``, 32 for ``cifar10``).
+        channels: image channels; must match the data.
+        g_width: generator width g (64 gives the tables' layer sizes).
+        d_width: discriminator width d (64 gives the tables' layer sizes).
+        loss: adversarial loss (Eq. 10-11): ``non_saturating`` (G maximises log D(G(z)), as
+            DCGAN's code does) or ``hinge``.
+        lambda_adv: lambda_1 of Eq. 13, weight of the adversarial term in G's loss.
+        lambda_hidden: lambda_2 of Eq. 13, weight of the hidden-space loss in G's loss
+            (0 turns it off).  The paper gives no values.
+        hidden_layer: the discriminator block whose activations L_hid compares (0-based,
+            negative from the end); ``null`` for the last convolutional block ("a high
+            convolutional layer", Sec. II-C).
+        hidden_loss: ``per_sample`` (Eq. 12 as written) or ``mean_features``; see
+            :func:`hidden_space_loss`.
+        joint_batch: D sees each real batch and its generated batch as one batch (so its
+            batch norm normalises them together); ``false``: two batches, as DCGAN's code.
+        lr_g: generator Adam learning rate.
+        lr_d: discriminator Adam learning rate.
+        betas: Adam (beta1, beta2) for both networks.
+        ema_kimg: half-life of the generator EMA in thousands of images; 0 (the paper: no
+            EMA) makes the "EMA" the current weights.
+        ema_rampup: cap the EMA half-life at this fraction of the images seen; ``null`` for none.
+    """
+
+    def __init__(
+        self,
+        vae_ckpt: Optional[str] = None,
+        preconditioner: Literal["vae", "none"] = "vae",
+        encoder_output: Literal["mean", "sample"] = "mean",
+        noise: NoiseSpec = NoiseSpec(dim=128),
+        arch: Arch = "mnist",
+        resolution: int = 32,
+        channels: int = 1,
+        g_width: int = 64,
+        d_width: int = 64,
+        loss: LossName = "non_saturating",
+        lambda_adv: float = 1.0,
+        lambda_hidden: float = 0.01,
+        hidden_layer: Optional[int] = None,
+        hidden_loss: HiddenLoss = "per_sample",
+        joint_batch: bool = True,
+        lr_g: float = 2e-4,
+        lr_d: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        ema_kimg: float = 0.0,
+        ema_rampup: Optional[float] = None,
+    ) -> None:
+        super().__init__()
+        noise = NoiseSpec.coerce(noise)
+        if preconditioner not in ("vae", "none"):
+            raise ValueError(f"model.init_args.preconditioner must be vae or none, got {preconditioner!r}")
+        if encoder_output not in ("mean", "sample"):
+            raise ValueError(f"model.init_args.encoder_output must be mean or sample, got {encoder_output!r}")
+        if hidden_loss not in ("per_sample", "mean_features"):
+            raise ValueError(f"model.init_args.hidden_loss must be per_sample or mean_features, got {hidden_loss!r}")
+        if lambda_adv < 0 or lambda_hidden < 0:
+            raise ValueError(
+                f"model.init_args.lambda_adv and lambda_hidden must be >= 0, got {lambda_adv} and {lambda_hidden}"
+            )
+        check_arch(arch, resolution)
+        self.save_hyperparameters(ignore=["noise"])
+        self.hparams["noise"] = noise.to_dict()  # plain types: checkpoints load with weights_only
+        self.generator = DEGANGenerator(noise.dim, resolution, channels, g_width, arch)
+        self.discriminator = DEGANDiscriminator(resolution, channels, d_width, arch)
+        self.hidden_layer = self.discriminator.resolve_layer(hidden_layer)
+        self.lambda_adv, self.lambda_hidden, self.hidden_loss = lambda_adv, lambda_hidden, hidden_loss
+        self.encoder_output, self.joint_batch = encoder_output, joint_batch
+        self._init_adversarial(
+            noise=noise,
+            image_shape=(channels, resolution, resolution),
+            loss=loss,
+            lr_g=lr_g,
+            lr_d=lr_d,
+            betas=betas,
+            ema_kimg=ema_kimg,
+            ema_rampup=ema_rampup,
+        )
+        # The frozen VAE lives outside the registered children (object.__setattr__ skips
+        # nn.Module's registration): not in state_dict, parameters(), optimisers or .train().
+        object.__setattr__(self, "_vae", None)
+        self._vae_sha256: Optional[str] = None
+        if preconditioner == "vae":
+            if not vae_ckpt:
+                raise ValueError(
+                    "DE-GAN's preconditioner (Eq. 8-9) needs the pretrained VAE: set model.init_args.vae_ckpt to the "
+                    f"checkpoint written by `{VAE_HOWTO}` (runs/de_gan/digits_vae/version_N/checkpoints/last.ckpt; "
+                    "other data: configs/de_gan/<data>_vae.yaml), or model.init_args.preconditioner: none for the "
+                    "DCGAN baseline"
+                )
+            path = resolve_checkpoint(vae_ckpt, "model.init_args.vae_ckpt", VAE_HOWTO)
+            self.hparams["vae_ckpt"] = path  # the exact file, so a reload finds the same VAE
+            self._set_vae(self._load_vae(path))
+
+    # ------------------------------------------------------------------ the frozen VAE
+    @property
+    def vae(self) -> Optional[VAE]:
+        """The frozen VAE of the preconditioner (``None`` for ``preconditioner: none``)."""
+        return self._vae
+
+    def _load_vae(self, path: str) -> VAE:
+        # A fresh context: under LightningCLI, the CLI's "given hyperparameters" (DE-GAN's) would
+        # otherwise replace the VAE's own in its save_hyperparameters().
+        vae = contextvars.Context().run(VAE.load_from_checkpoint, path, map_location="cpu")
+        if vae.latent_dim != self.noise.dim:
+            raise ValueError(
+                f"the VAE in {path} has a {vae.latent_dim}-dim latent space but model.init_args.noise.dim is "
+                f"{self.noise.dim}: z' = Encoder(Decoder(z_n)) needs them equal (Eq. 8-9); set noise.dim to "
+                f"{vae.latent_dim} or retrain the VAE with model.init_args.latent_dim {self.noise.dim}"
+            )
+        if tuple(vae.image_shape) != tuple(self.image_shape):
+            rank_zero_warn(
+                f"the VAE in {path} was trained on images of shape {tuple(vae.image_shape)}, DE-GAN generates "
+                f"{tuple(self.image_shape)}: the preconditioner should come from a VAE trained on the same data"
+            )
+        if self.noise.distribution != "gaussian":
+            rank_zero_warn(
+                f"DE-GAN's decoder expects z_n ~ N(0, I) (Eq. 8) but noise.distribution is {self.noise.distribution}"
+            )
+        self._vae_sha256 = file_sha256(path)
+        return vae
+
+    def _set_vae(self, vae: VAE) -> None:
+        vae.requires_grad_(False)
+        vae.eval()
+        param = next(self.generator.parameters())
+        vae.to(device=param.device, dtype=param.dtype)
+        object.__setattr__(self, "_vae", vae)
+
+    def _apply(self, fn, *args, **kwargs):
+        """Device and dtype moves (``.to``, ``.double()``, ...) reach the unregistered VAE too."""
+        super()._apply(fn, *args, **kwargs)
+        if getattr(self, "_vae", None) is not None:
+            self._vae._apply(fn, *args, **kwargs)
+        return self
+
+    def train(self, mode: bool = True):
+        """Lightning switches modes often; the VAE stays in eval mode (dropout off) whatever happens."""
+        super().train(mode)
+        if getattr(self, "_vae", None) is not None:
+            self._vae.eval()
+        return self
+
+    # ------------------------------------------------------------------ noise: z_n -> z'
+    @torch.no_grad()
+    def precondition(self, z: torch.Tensor) -> torch.Tensor:
+        """z' = Encoder(Decoder(z_n)) (Eq. 8-9), shape of ``z``; ``z`` itself without a VAE.
+
+        Runs in the VAE's own precision (autocast off) and returns the generator's dtype.
+        """
+        vae = self._vae
+        if vae is None:
+            return z.to(self._compute_dtype)
+        param = next(vae.parameters())
+        with torch.autocast(device_type=param.device.type, enabled=False):
+            x_hat = vae.decode(z.to(param.device, param.dtype))  # Eq. 8 (the decoder's mean image)
+            mu, logvar = vae.encode(x_hat)  # Eq. 9
+            z_prime = mu if self.encoder_output == "mean" else vae.reparameterize(mu, logvar)
+        return z_prime.to(self._compute_dtype)
+
+    def sample_noise(self, batch_size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The generator's input for ``batch_size`` samples: z' from fresh z_n (Algorithm 1, lines 4-6)."""
+        return self.precondition(super().sample_noise(batch_size, generator))
+
+    @torch.no_grad()
+    def generate(self, z: Optional[torch.Tensor] = None, batch_size: int = 64, ema: bool = True) -> torch.Tensor:
+        """Images in [-1, 1] from *raw* noise ``z`` = z_n (or ``batch_size`` draws), through the preconditioner."""
+        if z is None:
+            z = self.noise.sample(batch_size, device=self.device)
+        return super().generate(self.precondition(z.to(self.device)), ema=ema)
+
+    # ------------------------------------------------------------------ training (Algorithm 1)
+    def _discriminate(
+        self, real: torch.Tensor, fake: torch.Tensor, features: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """D's logits on ``real`` and ``fake`` (and hidden activations h when ``features``).
+
+        With ``joint_batch`` D sees both in one batch, so its batch norm normalises real and
+        generated images together; in separate batches (DCGAN's code) Table II's batch
+        norm right before the output layer centres each batch's features on its own, which
+        hides most of the real/fake difference from the last layer.
+        """
+        layer = self.hidden_layer if features else None
+        if self.joint_batch:
+            out = self.discriminator(torch.cat([real, fake.to(real.dtype)]), return_features=layer)
+            logits, h = out if features else (out, None)
+            n = real.shape[0]
+            return logits[:n], logits[n:], (h[:n] if features else None), (h[n:] if features else None)
+        out_real = self.discriminator(real, return_features=layer)
+        out_fake = self.discriminator(fake, return_features=layer)
+        if features:
+            return out_real[0], out_fake[0], out_real[1], out_fake[1]
+        return out_real, out_fake, None, None
+
+    def discriminator_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Update D on L_D (Eq. 10): real images against G(z') (Algorithm 1, lines 3-9)."""
+        opt_d = self.optimizers()[1]
+        self.toggle_optimizer(opt_d)
+        with torch.no_grad():
+            fake = self.generator(self.sample_noise(real.shape[0]))
+        real_logits, fake_logits, _, _ = self._discriminate(real, fake)
+        loss = self.d_loss(real_logits, fake_logits)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+        return {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+
+    def generator_step_hidden(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Update G on lambda_1 L_adv + lambda_2 L_hid (Eq. 13) against the current D."""
+        opt_g = self.optimizers()[0]
+        self.toggle_optimizer(opt_g)
+        fake = self.generator(self.sample_noise(real.shape[0]))  # Algorithm 1, line 7
+        use_hidden = self.lambda_hidden > 0
+        _, fake_logits, h_real, h_gen = self._discriminate(real, fake, features=use_hidden)  # lines 8-9
+        if use_hidden:
+            hidden = hidden_space_loss(h_real.detach(), h_gen, self.hidden_loss)  # line 10, Eq. 12
+        else:
+            hidden = torch.zeros((), device=self.device)
+        adversarial = self.g_loss(fake_logits)  # Eq. 11
+        loss = self.lambda_adv * adversarial + self.lambda_hidden * hidden  # Eq. 13
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+        return {"loss_g": loss.detach(), "loss_adv": adversarial.detach(), "loss_hidden": hidden.detach()}
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        real = self._images(batch)
+        logs = self.discriminator_step(real)  # Eq. 10 on z' (sample_noise)
+        logs.update(self.generator_step_hidden(real))
+        global_batch = real.shape[0] * self.trainer.world_size
+        self.images_seen += global_batch
+        beta = ema_beta(global_batch, self.ema_kimg, self.images_seen, self.ema_rampup)
+        self.generator_ema.update(self.generator, beta)
+        self.log_dict({f"train/{k}": v for k, v in logs.items() if k in ("loss_d", "loss_g")}, prog_bar=True)
+        self.log_dict({f"train/{k}": v for k, v in logs.items() if k not in ("loss_d", "loss_g")})
+        self.log("train/kimg", self.images_seen / 1000.0)
+
+    def custom_scalars(self) -> dict[str, Any]:
+        layout = super().custom_scalars()
+        layout[type(self).__name__].update(
+            {
+                "G loss terms (Eq. 13)": ["Multiline", ["train/loss_adv", "train/loss_hidden"]],
+                # Filled by callbacks.de_gan_eval.DEGANEvaluation.
+                "classifier accuracy of samples (Fig. 6, Table V)": ["Multiline", ["de_gan/accuracy"]],
+                "relative diversity degree (Table VI)": ["Multiline", ["de_gan/rdd_mean"]],
+            }
+        )
+        return layout
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self._vae is not None:
+            # The VAE's weights stay out of this checkpoint: only where they are and their hash.
+            checkpoint["de_gan_vae"] = {"path": self.hparams.vae_ckpt, "sha256": self._vae_sha256}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        record = checkpoint.get("de_gan_vae")
+        if not record or self._vae is None or record.get("sha256") == self._vae_sha256:
+            return
+        path = record.get("path")
+        if path and os.path.isfile(path) and file_sha256(path) == record.get("sha256"):
+            rank_zero_info(f"DE-GAN: reloading the VAE this checkpoint was trained with, {path}")
+            self._set_vae(self._load_vae(path))
+            self.hparams["vae_ckpt"] = path
+        else:
+            rank_zero_warn(
+                f"DE-GAN: this checkpoint was trained with the VAE {path} (sha256 {str(record.get('sha256'))[:12]}), "
+                f"which is gone or changed; using {self.hparams.vae_ckpt} instead, so z' differs from training"
+            )

@@ -1,0 +1,397 @@
+"""DE-GAN: networks (Tables II-IV), the VAE (Eq. 4-7), the frozen preconditioner (Eq. 8-9),
+the hidden-space loss (Eq. 12), the paper's metrics, checkpoints, and the CLI end to end."""
+
+import csv
+import math
+from pathlib import Path
+
+import lightning
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Trainer
+from torch.utils.data import DataLoader, TensorDataset
+
+from evaluation.de_gan_metrics import (
+    class_diversity,
+    confident_accuracy,
+    diversity_degree,
+    pca_2d,
+    relative_diversity,
+)
+from lightning_modules.de_gan import DEGAN, hidden_space_loss
+from lightning_modules.nets.de_gan import DEGANDiscriminator, DEGANGenerator, VAEDecoder, VAEEncoder
+from lightning_modules.vae import VAE
+from train import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs" / "de_gan"
+LATENT = 16
+
+
+def _save_vae(vae: VAE, path: Path) -> str:
+    """A checkpoint as Lightning writes it (state_dict + hyper_parameters), without a Trainer."""
+    torch.save(
+        {
+            "state_dict": vae.state_dict(),
+            "hyper_parameters": dict(vae.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def vae_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    # dropout > 0: if the VAE ever ran in training mode, the preconditioner would be random.
+    vae = VAE(resolution=32, channels=1, latent_dim=LATENT, width=4, dropout=0.5)
+    return _save_vae(vae, tmp_path_factory.mktemp("vae") / "vae.ckpt")
+
+
+def _degan(vae_ckpt, **kwargs):
+    args = dict(vae_ckpt=vae_ckpt, noise={"dim": LATENT}, g_width=4, d_width=4, resolution=32, channels=1)
+    return DEGAN(**{**args, **kwargs})
+
+
+def _digits_loader(n=32, batch_size=8):
+    from datamodules.digits import load_digits_tensors
+
+    images, labels = load_digits_tensors(32)
+    return DataLoader(TensorDataset(images[:n], labels[:n]), batch_size=batch_size, drop_last=True)
+
+
+# ---------------------------------------------------------------------------------------------- networks
+@pytest.mark.parametrize(
+    "arch, resolution, channels", [("mnist", 28, 1), ("mnist", 32, 1), ("celeba", 64, 3), ("cifar10", 32, 3)]
+)
+def test_networks_map_the_tables_shapes(arch, resolution, channels):
+    z = torch.randn(3, LATENT)
+    g = DEGANGenerator(LATENT, resolution, channels, 8, arch)
+    d = DEGANDiscriminator(resolution, channels, 8, arch)
+    x = g(z)
+    assert x.shape == (3, channels, resolution, resolution) and x.abs().max() <= 1
+    logits, h = d(x, return_features=d.default_hidden_layer)
+    assert logits.shape == (3,) and h.ndim == 4  # the hidden layer is convolutional
+    assert torch.equal(d.eval()(x), d(x, return_features=0)[0])
+    decoder, encoder = VAEDecoder(LATENT, resolution, channels, 4), VAEEncoder(LATENT, resolution, channels, 4)
+    mu, logvar = encoder(decoder(z))
+    assert mu.shape == logvar.shape == z.shape
+
+
+def test_table_ii_layer_sizes_at_28x28():
+    """Table II: G has FC 1024 and FC 6272 (= 128 x 7 x 7); D has 11 and 74 maps and FC 1024."""
+    g, d = DEGANGenerator(128, 28, 1, 64, "mnist"), DEGANDiscriminator(28, 1, 64, "mnist")
+    linears = [m.out_features for m in g.fc if isinstance(m, torch.nn.Linear)]
+    assert linears == [1024, 6272]
+    convs = [m.out_channels for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [11, 74]
+    assert [m.out_features for m in d.modules() if isinstance(m, torch.nn.Linear)] == [1024, 1]
+    assert [m.out_channels for m in VAEDecoder(128, 28, 1, 32).modules() if hasattr(m, "out_channels")] == [
+        128,
+        64,
+        32,
+        1,
+    ]
+
+
+def test_bad_arch_resolution_and_hidden_layer_are_named():
+    with pytest.raises(ValueError, match="model.init_args.arch=celeba"):
+        DEGANGenerator(128, 28, 3, 8, "celeba")
+    with pytest.raises(ValueError, match="model.init_args.hidden_layer"):
+        DEGANDiscriminator(32, 1, 8, "mnist").resolve_layer(7)
+
+
+# ---------------------------------------------------------------------------------------------- VAE
+def test_vae_elbo_terms_in_closed_form():
+    vae = VAE(resolution=32, channels=1, latent_dim=LATENT, width=4)
+    mu = torch.ones(2, LATENT)
+    assert torch.allclose(vae.kl_divergence(mu, torch.zeros(2, LATENT)), torch.full((2,), LATENT / 2))
+    assert torch.allclose(vae.kl_divergence(torch.zeros(2, LATENT), torch.zeros(2, LATENT)), torch.zeros(2))
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    # Bernoulli: zero logits give p = 1/2 for every pixel, -log p = log 2 whatever the target.
+    assert torch.allclose(vae.reconstruction_nll(torch.zeros_like(x), x), torch.full((2,), 1024 * math.log(2)))
+    gauss = VAE(resolution=32, channels=1, latent_dim=LATENT, width=4, likelihood="gaussian", gaussian_sigma=0.5)
+    exact = torch.atanh(x.clamp(-0.999, 0.999))
+    expected = 1024 * 0.5 * math.log(2 * math.pi * 0.25)
+    assert torch.allclose(
+        gauss.reconstruction_nll(exact, x.clamp(-0.999, 0.999)), torch.full((2,), expected), atol=1e-3
+    )
+    terms = vae.elbo_terms(x)
+    assert torch.isclose(terms["elbo"], -(terms["kl"] + terms["reconstruction"]))
+    assert vae.decode(torch.randn(5, LATENT)).abs().max() <= 1
+
+
+# ---------------------------------------------------------------------------------------------- preconditioner
+def test_preconditioner_output_shape_equals_noise_shape(vae_ckpt):
+    model = _degan(vae_ckpt)
+    z = model.noise.sample(7)
+    z_prime = model.precondition(z)
+    assert z_prime.shape == z.shape == (7, LATENT)
+    # Eq. 8-9 by hand: the encoder mean of the decoder's mean image.
+    assert torch.allclose(z_prime, model.vae.encode(model.vae.decode(z))[0])
+    assert model.sample_noise(5).shape == (5, LATENT)
+    assert not torch.allclose(z_prime, z)
+    sampled = _degan(vae_ckpt, encoder_output="sample").precondition(z)
+    assert sampled.shape == z.shape and not torch.allclose(sampled, z_prime)
+
+
+def test_preconditioner_none_is_dcgan_with_the_same_generator(vae_ckpt):
+    degan, dcgan = _degan(vae_ckpt), _degan(None, preconditioner="none")
+    assert dcgan.vae is None
+    shapes = {k: v.shape for k, v in degan.generator.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in dcgan.generator.state_dict().items()}
+    assert {k: v.shape for k, v in degan.discriminator.state_dict().items()} == {
+        k: v.shape for k, v in dcgan.discriminator.state_dict().items()
+    }
+    z = dcgan.noise.sample(4)
+    assert torch.equal(dcgan.precondition(z), z)
+    dcgan.generator.load_state_dict(degan.generator.state_dict())  # interchangeable
+    dcgan.generator_ema.load_state_dict(degan.generator_ema.state_dict())
+    # The same generator; only the noise path differs.
+    assert torch.equal(dcgan.generate(degan.precondition(z)), degan.generate(z))
+
+
+def test_missing_or_mismatched_vae_is_an_actionable_error(vae_ckpt, tmp_path):
+    with pytest.raises(ValueError, match=r"(?s)model\.init_args\.vae_ckpt.*configs/de_gan/digits_vae\.yaml"):
+        _degan(None)
+    with pytest.raises(FileNotFoundError, match=r"(?s)model\.init_args\.vae_ckpt.*digits_vae\.yaml"):
+        _degan(str(tmp_path / "nope.ckpt"))
+    with pytest.raises(ValueError, match="noise.dim"):
+        _degan(vae_ckpt, noise={"dim": LATENT + 1})
+
+
+def test_glob_picks_the_newest_vae_and_records_the_file(vae_ckpt, tmp_path):
+    import os
+    import shutil
+
+    old, new = tmp_path / "version_0.ckpt", tmp_path / "version_1.ckpt"
+    shutil.copy(vae_ckpt, old)
+    shutil.copy(vae_ckpt, new)
+    os.utime(old, (1, 1))
+    model = _degan(str(tmp_path / "version_*.ckpt"))
+    assert model.hparams.vae_ckpt == str(new)
+
+
+# ---------------------------------------------------------------------------------------------- hidden-space loss
+def test_hidden_space_loss_eq_12():
+    h = torch.randn(6, 3, 4, 4)
+    for mode in ("per_sample", "mean_features"):
+        assert hidden_space_loss(h, h.clone(), mode).item() == 0.0
+    real = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    gen = torch.zeros(2, 2)
+    # Per sample (Eq. 12): mean of ||h_real^(i) - h_gen^(i)|| = 1; the batch means coincide.
+    assert hidden_space_loss(real, gen, "per_sample").item() == pytest.approx(1.0)
+    assert hidden_space_loss(real, gen, "mean_features").item() == pytest.approx(0.0)
+    assert hidden_space_loss(torch.zeros(2, 4), torch.ones(2, 4)).item() == pytest.approx(2.0)  # ||1_4|| = 2
+
+
+# ---------------------------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def trained(vae_ckpt, tmp_path_factory):
+    """A few DE-GAN steps on the digits with a Trainer; the VAE's state before and after."""
+    torch.manual_seed(0)
+    model = _degan(vae_ckpt, lambda_hidden=0.1)
+    before_vae = {k: v.clone() for k, v in model.vae.state_dict().items()}
+    before_g = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    root = tmp_path_factory.mktemp("degan_fit")
+    trainer = Trainer(
+        max_steps=8,
+        default_root_dir=root,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, _digits_loader())
+    path = root / "degan.ckpt"
+    trainer.save_checkpoint(path)
+    return model, trainer, before_vae, before_g, path
+
+
+def test_vae_is_frozen_and_bit_identical_after_training(trained):
+    model, trainer, before_vae, before_g, _ = trained
+    assert trainer.global_step == 8  # 4 iterations of D step + G step
+    assert any(not torch.equal(before_g[k], v) for k, v in model.generator.state_dict().items())
+    vae = model.vae
+    assert not vae.training  # Lightning's .train() did not reach it
+    assert all(not p.requires_grad and p.grad is None for p in vae.parameters())
+    after = vae.state_dict()
+    assert after.keys() == before_vae.keys()
+    assert all(torch.equal(before_vae[k], after[k]) for k in after)  # parameters and buffers
+    optimised = {id(p) for opt in trainer.optimizers for group in opt.param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in vae.parameters()}
+    z = model.noise.sample(4)
+    model.train()
+    assert torch.equal(model.precondition(z), model.precondition(z))  # dropout off: eval mode kept
+
+
+def test_checkpoint_has_no_vae_weights_but_reloads_it(trained, vae_ckpt):
+    model, _, _, _, path = trained
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    keys = set(checkpoint["state_dict"])
+    assert keys == set(model.state_dict())
+    assert all(k.split(".")[0] in {"generator", "discriminator", "generator_ema"} for k in keys)
+    assert checkpoint["de_gan_vae"]["path"] == vae_ckpt and len(checkpoint["de_gan_vae"]["sha256"]) == 64
+    loaded = DEGAN.load_from_checkpoint(path, map_location="cpu")
+    z = model.noise.sample(5)
+    assert torch.equal(loaded.precondition(z), model.precondition(z))
+    model.eval(), loaded.eval()
+    assert torch.equal(loaded.generate(z), model.generate(z))
+
+
+def test_bf16_mixed_precision_steps_on_cpu(vae_ckpt, tmp_path):
+    model = _degan(vae_ckpt)
+    trainer = Trainer(
+        precision="bf16-mixed",
+        fast_dev_run=True,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, _digits_loader(16))
+    assert trainer.global_step == 2
+    assert all(torch.isfinite(p).all() for p in model.generator.parameters())
+    assert model.precondition(model.noise.sample(2)).dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def test_confident_accuracy_counts_top_probabilities_above_the_threshold():
+    probs = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.5, 0.5], [0.02, 0.98]])
+    assert confident_accuracy(probs, 0.9) == 0.5  # 0.9 itself is not above 0.9
+    assert confident_accuracy(probs, 0.5) == 0.75
+    assert confident_accuracy(probs, 0.0) == 1.0
+    with pytest.raises(ValueError):
+        confident_accuracy(probs, 1.0)
+
+
+def test_diversity_degree_and_rdd_closed_forms():
+    assert diversity_degree(torch.tensor([[0.0], [2.0]])) == pytest.approx(1.0)  # mean 1, each at distance 1
+    assert diversity_degree(torch.ones(1, 5)) == 0.0
+    torch.manual_seed(0)
+    real = torch.randn(60, 1, 4, 4)
+    labels = torch.arange(60) % 3
+    real_d = class_diversity(real, labels, 3)
+    assert torch.allclose(relative_diversity(real, labels, real_d), torch.ones(3, dtype=torch.float64))
+    # Scaling every class about its own mean by s scales D by s^2.
+    scaled = real.clone()
+    for c in range(3):
+        members = real[labels == c]
+        scaled[labels == c] = members.mean(0) + 0.5 * (members - members.mean(0))
+    rdd = relative_diversity(scaled, labels, real_d)
+    assert torch.allclose(rdd, torch.full((3,), 0.25, dtype=torch.float64))
+    # A class never generated has no diversity: rdd 0.
+    rdd = relative_diversity(real[labels != 2], labels[labels != 2], real_d)
+    assert rdd[2] == 0 and torch.allclose(rdd[:2], torch.ones(2, dtype=torch.float64))
+
+
+def test_pca_2d_finds_the_dominant_directions():
+    torch.manual_seed(0)
+    t = torch.randn(500, 2) * torch.tensor([5.0, 2.0])
+    basis = torch.linalg.qr(torch.randn(10, 10))[0][:, :2].T  # two orthonormal directions in R^10
+    x = t @ basis + 0.01 * torch.randn(500, 10) + 3.0
+    projected, explained = pca_2d(x)
+    assert projected.shape == (500, 2) and explained.sum() > 0.999
+    assert float(explained[0] / explained[1]) == pytest.approx(float(t[:, 0].var() / t[:, 1].var()), rel=0.05)
+    assert torch.allclose(projected.mean(0), torch.zeros(2, dtype=torch.float64), atol=1e-9)
+    again, _ = pca_2d(x)
+    assert torch.equal(projected, again)
+
+
+def test_table_command_reads_the_runs_metrics(tmp_path, capsys):
+    from evaluation.de_gan_metrics import main as table
+
+    for name, accs in (("a", [0.5, 0.75, 0.9]), ("b", [0.125, 0.25, 0.5])):
+        folder = tmp_path / name / "de_gan"
+        folder.mkdir(parents=True)
+        rows = [f"{e},{10 * e},{acc},{e / 4}" for e, acc in zip((1, 2, 5), accs)]
+        (folder / "metrics.csv").write_text("epoch,global_step,de_gan/accuracy,de_gan/rdd_mean\n" + "\n".join(rows))
+    table([f"A={tmp_path / 'a'}", f"B={tmp_path / 'b'}", "--plot", str(tmp_path / "fig6.png")])
+    out = capsys.readouterr().out
+    assert "| A | 0.500 | 0.750 | 0.900 | 1.25 |" in out and "| B | 0.125 | 0.250 | 0.500 | 1.25 |" in out
+    assert (tmp_path / "fig6.png").is_file()
+
+
+# ---------------------------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("data", ["digits", "mnist", "celeba64", "cifar10"])
+def test_dcgan_twin_differs_only_in_the_preconditioner(data):
+    degan = yaml.safe_load((CONFIGS / f"{data}.yaml").read_text())
+    dcgan = yaml.safe_load((CONFIGS / f"{data}_dcgan.yaml").read_text())
+    assert degan["model"]["init_args"].pop("preconditioner") == "vae"
+    assert dcgan["model"]["init_args"].pop("preconditioner") == "none"
+    names = [c["trainer"]["logger"]["init_args"].pop("name") for c in (degan, dcgan)]
+    assert names == [f"de_gan/{data}", f"de_gan/{data}_dcgan"]
+    assert degan == dcgan
+    vae = yaml.safe_load((CONFIGS / f"{data}_vae.yaml").read_text())
+    assert vae["model"]["init_args"]["latent_dim"] == degan["model"]["init_args"]["noise"]["dim"] == 128
+    assert vae["data"] == degan["data"] or data == "digits"  # digits: a smaller GAN batch for CPU
+    assert f"de_gan/{data}_vae/" in degan["model"]["init_args"]["vae_ckpt"]
+
+
+# ---------------------------------------------------------------------------------------------- CLI end to end
+def _cli(tmp_path, config, *extra, subcommand="fit"):
+    return main(
+        [
+            subcommand,
+            "-c",
+            str(config),
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+            "--trainer.log_every_n_steps=1",
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")
+def test_cli_vae_then_degan_fit_and_test_with_the_evaluation(tmp_path):
+    """Classifier, VAE, DE-GAN via train.py; the callback computes accuracy, rdd, PCA each epoch and at test."""
+    classifier = _cli(
+        tmp_path,
+        ROOT / "configs" / "classifier" / "digits.yaml",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=3",
+        "--trainer.limit_val_batches=1",
+    )
+    classifier_ckpt = classifier.trainer.checkpoint_callback.last_model_path
+    vae = _cli(
+        tmp_path,
+        CONFIGS / "digits_vae.yaml",
+        "--trainer.max_steps=3",
+        "--trainer.limit_val_batches=1",
+        "--trainer.check_val_every_n_epoch=1",
+        "--model.init_args.width=4",
+    )
+    vae_run = Path(vae.trainer.log_dir)
+    assert (vae_run / "checkpoints" / "last.ckpt").is_file()
+
+    config = yaml.safe_load((CONFIGS / "digits.yaml").read_text())
+    evaluation = config["trainer"]["callbacks"][1]["init_args"]
+    evaluation.update(classifier_ckpt=classifier_ckpt, num_samples=200, pca_samples=100, batch_size=100)
+    model = config["model"]["init_args"]
+    model.update(vae_ckpt=str(tmp_path / "de_gan" / "digits_vae" / "version_*" / "checkpoints" / "last.ckpt"))
+    model.update(g_width=4, d_width=4)
+    path = tmp_path / "digits.yaml"
+    path.write_text(yaml.safe_dump(config))
+    fit = _cli(
+        tmp_path, path, "--trainer.max_epochs=2", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"
+    )
+    assert fit.model.hparams.vae_ckpt == str(vae_run / "checkpoints" / "last.ckpt")
+    run = Path(fit.trainer.log_dir)
+    metrics = fit.trainer.callback_metrics
+    assert 0.0 <= float(metrics["de_gan/accuracy"]) <= 1.0
+    assert {"de_gan/rdd_mean", "de_gan/rdd/0", "de_gan/rdd/9", "de_gan/confidence_mean"} <= set(metrics)
+    with open(run / "de_gan" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[-1]["de_gan/accuracy"]) == pytest.approx(float(metrics["de_gan/accuracy"]))
+    assert (run / "de_gan" / "convergence.png").is_file()
+    # The frozen VAE concentrates the noise: PC1+PC2 explain more of z' than of z_n (Fig. 11).
+    pca = fit.trainer.logged_metrics
+    assert float(pca["de_gan/pca_explained_zprime"]) > float(pca["de_gan/pca_explained_zn"])
+
+    test = _cli(tmp_path, path, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", subcommand="test")
+    assert 0.0 <= float(test.trainer.callback_metrics["de_gan/accuracy"]) <= 1.0
