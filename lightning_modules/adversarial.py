@@ -33,7 +33,19 @@ from lightning_modules.losses import d_loss_fn, g_loss_fn
 from lightning_modules.nets.ema import EMA, ema_beta
 from lightning_modules.noise import NoiseSpec
 
-__all__ = ["AdversarialModule"]
+__all__ = ["AdversarialModule", "allow_unused_parameters_under_ddp"]
+
+
+def allow_unused_parameters_under_ddp(trainer: Any) -> None:
+    """Turn on DDP's ``find_unused_parameters`` for a GAN trained with manual optimisation.
+
+    Each backward pass reaches only D's parameters (D step) or only G's (G step), which
+    plain DDP rejects.  Call from ``setup()``: it runs before the strategy wraps the model.
+    """
+    strategy = trainer.strategy
+    if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters", False):
+        strategy._ddp_kwargs["find_unused_parameters"] = True
+        rank_zero_info("DDP: find_unused_parameters=True (each GAN backward pass reaches only G or only D)")
 
 
 class AdversarialModule(LightningModule):
@@ -98,12 +110,7 @@ class AdversarialModule(LightningModule):
     def setup(self, stage: str) -> None:
         if self._trainer is None:
             return
-        strategy = self.trainer.strategy
-        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters", False):
-            # Each backward pass reaches only D's parameters (D step) or only G's (G step), which
-            # plain DDP rejects. setup() runs before the strategy wraps the model, so this takes effect.
-            strategy._ddp_kwargs["find_unused_parameters"] = True
-            rank_zero_info("DDP: find_unused_parameters=True (each GAN backward pass reaches only G or only D)")
+        allow_unused_parameters_under_ddp(self.trainer)
         data_shape = getattr(getattr(self.trainer, "datamodule", None), "image_shape", None)
         if data_shape is not None and tuple(data_shape) != self.image_shape:
             raise ValueError(

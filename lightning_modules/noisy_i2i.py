@@ -1,0 +1,359 @@
+r"""NoisyI2I: paired image-to-image translation (pix2pix) trained with Gaussian noise injection.
+
+Seed poster "On the analysis of GAN-based image-to-image translation using Gaussian noise
+injection" (Shi et al.).  The translator G maps a source image x to a target y; the
+conditional GAN objective is the poster's
+
+    min_G max_D  E_y[log D(y)] + E_{x,y}[log(1 - D(G(x)))]
+
+(conditioned on x as in pix2pix, Isola et al. 2017, Eq. 1) plus pix2pix's L1 term
+lambda_L1 E||y - G(x)||_1 (Eq. 3-4).  **Noise injection**: in training the source is
+replaced by
+
+    x_bar = x + sigma_t N,   N ~ N(0, I) per pixel,
+
+on the project's **[-1, 1] image scale** (a variance sigma_t^2 here is sigma_t^2 / 4 on
+[0, 1] and sigma_t^2 * 127.5^2 on [0, 255]); x_bar is not clipped, as in the theory.
+``sigma_t2 = 0`` is the baseline: no noise is drawn at all, so training is exactly
+pix2pix's.  The poster's Theorem 1 says aligning the noise-perturbed joint distributions
+also aligns the clean ones for small sigma_t; the corollary "Training Noise Intensity"
+picks sigma_t^2 = lambda_max / 2 for inference noise of power up to lambda_max
+(:mod:`analysis.i2i_noise`, :class:`callbacks.NoiseRobustness`).
+
+Optionally (``feature_noise``) Gaussian noise also enters the generator's encoder
+features (the poster's "G Noise Injection" figure leaves the place open; see
+:mod:`lightning_modules.nets.pix2pix`).
+
+Noise draws come from a generator of their own, reseeded every optimiser step from
+(``noise_seed``, global step, global rank): ranks draw different noise, the global random
+stream (dropout, data order) is the same with or without injection, and a resumed run
+draws exactly the noise an uninterrupted one would.  In evaluation (``translate``, val,
+test, predict) no training noise is added unless ``eval_noise`` is set (then x_bar, and
+the feature noise, are used there too, drawn from a generator seeded once per evaluation
+loop); robustness to inference noise is measured by :class:`callbacks.NoiseRobustness`.
+
+Recipe (pix2pix, Sec. 3.3 and App. 6.2): one D step then one G step per batch, D's loss
+halved, Adam lr 2e-4, betas (0.5, 0.999), lambda_L1 = 100; G has dropout in training and
+is run in eval mode (dropout off, BatchNorm running statistics) at evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchvision.utils import make_grid
+
+from evaluation.reconstruction import ReconstructionMetrics
+from lightning_modules.adversarial import allow_unused_parameters_under_ddp
+from lightning_modules.losses import LossName, d_loss_fn, g_loss_fn
+from lightning_modules.nets.pix2pix import (
+    FeatureNoise,
+    FeatureNoiseSite,
+    NormName,
+    PatchGANDiscriminator,
+    UNetGenerator,
+)
+
+__all__ = ["NoisyI2I"]
+
+
+class NoisyI2I(LightningModule):
+    """pix2pix trained on source images with additive Gaussian noise of variance ``sigma_t2``.
+
+    Batches are ``(input, target)`` pairs in [-1, 1] (:mod:`datamodules.paired`).
+
+    Args:
+        channels: channels of the input (source) images.
+        out_channels: channels of the target images; ``null`` for the same as ``channels``.
+        resolution: image side (a power of two >= 4); must match the data.
+        sigma_t2: training-noise variance sigma_t^2 on the [-1, 1] scale; 0 is the baseline.
+        noise_seed: seeds the training-noise draws (see the module docstring).
+        feature_noise: Gaussian noise in G's encoder features too: ``none``, ``bottleneck``
+            (the innermost code) or ``encoder`` (every encoder output).
+        feature_noise_sigma2: its variance (features, not pixels).
+        eval_noise: add the training noise (sigma_t2 and the feature noise) in validation,
+            test, predict and ``translate`` too; off (the default) evaluates G on the
+            inputs as given.
+        g_width: first-layer channels of the U-Net (pix2pix ``ngf`` 64).
+        g_max_width: channel cap of the U-Net (512).
+        dropout: dropout rate in the U-Net's three innermost decoder layers (pix2pix 0.5).
+        d_width: first-layer channels of the PatchGAN (pix2pix ``ndf`` 64).
+        d_max_width: channel cap of the PatchGAN (512).
+        d_layers: PatchGAN depth (3: the 70x70 PatchGAN; 2 suits 32 px images).
+        norm: ``batch`` (pix2pix), ``instance`` or ``none`` in both networks.
+        loss: adversarial loss on D's patch logits: ``non_saturating`` (pix2pix's
+            "vanilla" GAN loss) or ``hinge``.
+        lambda_adv: weight of G's adversarial loss.
+        lambda_l1: weight of the L1 reconstruction loss (pix2pix 100).
+        d_loss_weight: factor on D's loss (pix2pix 0.5, "slows down the rate at which D
+            learns relative to G").
+        lr_g: generator Adam learning rate.
+        lr_d: discriminator Adam learning rate.
+        betas: Adam (beta1, beta2) for both.
+        val_examples: image triplets (input | output | target) logged to TensorBoard at
+            each validation; 0 for none.
+    """
+
+    def __init__(
+        self,
+        channels: int = 3,
+        out_channels: Optional[int] = None,
+        resolution: int = 256,
+        sigma_t2: float = 0.0,
+        noise_seed: int = 0,
+        feature_noise: FeatureNoiseSite = "none",
+        feature_noise_sigma2: float = 0.0,
+        eval_noise: bool = False,
+        g_width: int = 64,
+        g_max_width: int = 512,
+        dropout: float = 0.5,
+        d_width: int = 64,
+        d_max_width: int = 512,
+        d_layers: int = 3,
+        norm: NormName = "batch",
+        loss: LossName = "non_saturating",
+        lambda_adv: float = 1.0,
+        lambda_l1: float = 100.0,
+        d_loss_weight: float = 0.5,
+        lr_g: float = 2e-4,
+        lr_d: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        val_examples: int = 8,
+    ) -> None:
+        super().__init__()
+        for key, value in (("sigma_t2", sigma_t2), ("feature_noise_sigma2", feature_noise_sigma2)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"model.init_args.{key} must be a variance >= 0, got {value}")
+        self.save_hyperparameters()
+        out_channels = channels if out_channels is None else out_channels
+        self.input_shape = (channels, resolution, resolution)
+        self.image_shape = (out_channels, resolution, resolution)
+        self.sigma_t2 = float(sigma_t2)
+        self.generator = UNetGenerator(
+            channels,
+            out_channels,
+            resolution,
+            g_width,
+            g_max_width,
+            norm,
+            dropout,
+            feature_noise=feature_noise,
+            feature_noise_sigma=math.sqrt(feature_noise_sigma2),
+        )
+        self.discriminator = PatchGANDiscriminator(channels, out_channels, d_width, d_max_width, d_layers, norm)
+        self.d_loss, self.g_loss = d_loss_fn(loss), g_loss_fn(loss)
+        self.automatic_optimization = False
+        self.val_metrics = ReconstructionMetrics(prefix="val/")
+        self.test_metrics = ReconstructionMetrics(prefix="test/")
+        self._noise_rng: Optional[torch.Generator] = None
+        self._eval_rng: Optional[torch.Generator] = None
+        self._val_batch: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+    # ------------------------------------------------------------------ noise injection
+    @staticmethod
+    def _seeded(generator: Optional[torch.Generator], device: torch.device, *entropy: int) -> torch.Generator:
+        if generator is None or generator.device != device:
+            generator = torch.Generator(device=device)
+        seed = np.random.SeedSequence(list(entropy)).generate_state(1, dtype=np.uint64)[0]
+        generator.manual_seed(int(seed) & ((1 << 63) - 1))
+        return generator
+
+    def _feature_noise(self, generator: Optional[torch.Generator], force: bool) -> None:
+        for module in self.generator.modules():
+            if isinstance(module, FeatureNoise):
+                module.generator, module.force = generator, force
+
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self._trainer is not None else 0
+
+    def _training_noise_generator(self) -> torch.Generator:
+        """The training-noise generator, reseeded from (noise_seed, global step, rank)."""
+        step = self.trainer.global_step if self._trainer is not None else 0
+        self._noise_rng = self._seeded(self._noise_rng, self.device, self.hparams.noise_seed, step, self._rank())
+        self._feature_noise(self._noise_rng, force=False)
+        return self._noise_rng
+
+    def noisy_input(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """x_bar = x + sigma_t N; ``x`` itself (nothing drawn) when sigma_t^2 = 0."""
+        if self.sigma_t2 == 0.0:
+            return x
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return x + math.sqrt(self.sigma_t2) * noise
+
+    def _start_eval_noise(self, stage: int) -> None:
+        """Seed the evaluation-noise generator for one val/test/predict loop (``eval_noise`` only)."""
+        if self.hparams.eval_noise:
+            self._eval_rng = self._seeded(
+                self._eval_rng, self.device, self.hparams.noise_seed, 1 << 32, stage, self._rank()
+            )
+            self._feature_noise(self._eval_rng, force=True)
+
+    def _eval_input(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.hparams.eval_noise:
+            return x
+        if self._eval_rng is None:
+            self._start_eval_noise(0)
+        return self.noisy_input(x, self._eval_rng)
+
+    # ------------------------------------------------------------------ translation API
+    @torch.no_grad()
+    def translate(
+        self, x: torch.Tensor, noise: Optional[bool] = None, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
+        """G(x) in eval mode (dropout off, BatchNorm running statistics), images in [-1, 1].
+
+        Args:
+            x: source images ``[N, C, H, W]`` in [-1, 1].
+            noise: add the training noise (sigma_t2 and feature noise) first; ``None``
+                follows ``eval_noise``.
+            generator: draws that noise (default: the global random stream).
+        """
+        noise = self.hparams.eval_noise if noise is None else noise
+        was_training = self.generator.training
+        self.generator.eval()
+        x = x.to(self.device)
+        try:
+            self._feature_noise(generator if noise else None, force=bool(noise))
+            if noise:
+                x = self.noisy_input(x, generator)
+            return self.generator(x)
+        finally:
+            self._feature_noise(None, force=False)
+            self.generator.train(was_training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.generator(x)
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def configure_optimizers(self):
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=tuple(self.hparams.betas))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=tuple(self.hparams.betas))
+        return [opt_g, opt_d]
+
+    def setup(self, stage: str) -> None:
+        if self._trainer is None:
+            return
+        allow_unused_parameters_under_ddp(self.trainer)
+        dm = getattr(self.trainer, "datamodule", None)
+        for name, ours in (("image_shape", self.image_shape), ("input_shape", self.input_shape)):
+            theirs = getattr(dm, name, None) if dm is not None else None
+            if theirs is not None and tuple(theirs) != ours:
+                raise ValueError(
+                    f"the data's {name} is {tuple(theirs)} (channels, height, width), the model's {ours}: "
+                    "set model.init_args.resolution / channels / out_channels to match the data"
+                )
+
+    def on_fit_start(self) -> None:
+        if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
+            self.logger.experiment.add_custom_scalars(self.custom_scalars())
+
+    def custom_scalars(self) -> dict[str, Any]:
+        """TensorBoard custom-scalars layout: losses, D's logits, reconstruction quality."""
+        return {
+            type(self).__name__: {
+                "losses": ["Multiline", ["train/loss_d", "train/loss_g_adv", "train/loss_l1"]],
+                "discriminator logits": ["Multiline", ["train/d_real", "train/d_fake"]],
+                "PSNR": ["Multiline", ["val/psnr", "test/psnr"]],
+                "SSIM": ["Multiline", ["val/ssim", "test/ssim"]],
+            }
+        }
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        x_bar = self.noisy_input(x, self._training_noise_generator())
+        opt_g, opt_d = self.optimizers()
+        w = self.hparams
+
+        # D step: real pairs (x_bar, y) against translated ones (x_bar, G(x_bar)).
+        self.toggle_optimizer(opt_d)
+        with torch.no_grad():
+            fake = self.generator(x_bar)
+        real_logits, fake_logits = self.discriminator(x_bar, y), self.discriminator(x_bar, fake)
+        loss_d = w.d_loss_weight * self.d_loss(real_logits, fake_logits)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+
+        # G step: fool the updated D and stay close to the target in L1.
+        self.toggle_optimizer(opt_g)
+        fake = self.generator(x_bar)
+        loss_adv = self.g_loss(self.discriminator(x_bar, fake))
+        loss_l1 = F.l1_loss(fake, y)
+        loss_g = w.lambda_adv * loss_adv + w.lambda_l1 * loss_l1
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        logs = {
+            "loss_d": loss_d,
+            "loss_g": loss_g,
+            "loss_g_adv": loss_adv,
+            "loss_l1": loss_l1,
+            "d_real": real_logits.mean(),
+            "d_fake": fake_logits.mean(),
+        }
+        self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval_noise(1)
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval_noise(2)
+
+    def on_predict_epoch_start(self) -> None:
+        self._start_eval_noise(3)
+
+    def on_train_epoch_start(self) -> None:
+        self._feature_noise(self._noise_rng, force=False)
+
+    def _evaluate(self, batch: Any, metrics: ReconstructionMetrics, prefix: str) -> torch.Tensor:
+        x, y = batch
+        out = self.generator(self._eval_input(x))  # eval mode: Lightning puts the module in eval for val/test
+        metrics.update(out, y)
+        self.log(f"{prefix}/l1", F.l1_loss(out, y), sync_dist=True)
+        self.log_dict(metrics, sync_dist=True)
+        return out
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+        if batch_idx == 0 and self.hparams.val_examples > 0:
+            self._val_batch = tuple(t[: self.hparams.val_examples] for t in batch)  # type: ignore[assignment]
+
+    def _end_eval_noise(self) -> None:
+        """After a val/test/predict loop the generator is clean again (eval mode adds nothing)."""
+        self._feature_noise(None, force=False)
+
+    def on_test_epoch_end(self) -> None:
+        self._end_eval_noise()
+
+    def on_predict_epoch_end(self) -> None:
+        self._end_eval_noise()
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_eval_noise()
+        if self._val_batch is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        x, y = self._val_batch
+        out = self.generator(x)  # the clean input, so the grid shows the same inputs every epoch
+        # One row per example: input | output | target (grey inputs repeated to the output's channels).
+        rows = torch.stack([x.expand_as(out) if x.shape[1] == 1 else x, out, y], dim=1).flatten(0, 1)
+        grid = make_grid(rows.float().clamp(-1, 1), nrow=3, normalize=True, value_range=(-1, 1))
+        if isinstance(self.logger, TensorBoardLogger):
+            self.logger.experiment.add_image("i2i/val_input_output_target", grid, self.trainer.global_step)
+        self._val_batch = None
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """Translations of the batch's inputs (images in [-1, 1])."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.generator(self._eval_input(x))
