@@ -1,0 +1,186 @@
+"""Train a NoisyI2I config at several training-noise levels sigma_t^2 and compare their robustness.
+
+For each sigma_t^2 of ``--sigma-t2`` this runs, one after the other,
+
+    python train.py fit  -c CONFIG --model.init_args.sigma_t2 V  (logs to <save-dir>/<name>/sigma_t2_V/fit)
+    python train.py test -c CONFIG --model.init_args.sigma_t2 V --ckpt_path .../fit/checkpoints/last.ckpt
+                                                             (logs to <save-dir>/<name>/sigma_t2_V/test)
+
+where the config's ``callbacks.NoiseRobustness`` writes ``robustness/robustness.csv`` in the
+test folder (one row per inference noise type and power).  The tables of all sigma_t^2 are
+then merged into ``<save-dir>/<name>/robustness.{csv,json,md}`` and
+``robustness_{psnr,ssim}.png``: the I2I poster's curves (metric vs sigma_e^2, one per
+sigma_t^2) with the theory's optimal training noise (lambda_max / 2 and minimax) marked next
+to the sigma_t^2 that did best.
+
+A finished fit is not repeated, an interrupted one resumes from its ``last.ckpt``, and a
+test whose table is newer than its fit is not repeated (``--force`` redoes everything),
+so an interrupted sweep continues where it stopped.
+``--merge-only`` only merges; ``--dry-run`` prints the commands (e.g. for a SLURM array).
+Arguments after ``--`` go to every ``train.py`` call (e.g. ``-- --trainer.max_epochs 5``).
+
+    python scripts/i2i_sweep.py -c configs/i2i/digits_sr8.yaml --sigma-t2 0 0.05 0.1 0.2 0.4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from typing import Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from evaluation.robustness import (  # noqa: E402
+    plot_robustness,
+    read_csv,
+    summary_markdown,
+    table_markdown,
+    write_table,
+)
+
+
+def _tag(value: float) -> str:
+    return f"sigma_t2_{value:g}"
+
+
+def run_folders(save_dir: str, name: str, value: float) -> tuple[str, str]:
+    """The fit and test folders of one sigma_t^2."""
+    base = os.path.join(save_dir, name, _tag(value))
+    return os.path.join(base, "fit"), os.path.join(base, "test")
+
+
+def commands(config: str, value: float, save_dir: str, name: str, extra: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The ``train.py fit`` and ``train.py test`` command lines of one sigma_t^2."""
+    fit_dir, _ = run_folders(save_dir, name, value)
+    common = [
+        "-c",
+        config,
+        "--model.init_args.sigma_t2",
+        repr(float(value)),
+        "--trainer.logger.init_args.save_dir",
+        save_dir,
+        "--trainer.logger.init_args.name",
+        os.path.join(name, _tag(value)),
+    ]
+    train = [sys.executable, os.path.join(ROOT, "train.py")]
+    fit = train + ["fit", *common, "--trainer.logger.init_args.version", "fit", *extra]
+    test = train + ["test", *common, "--trainer.logger.init_args.version", "test"]
+    test += ["--ckpt_path", os.path.join(fit_dir, "checkpoints", "last.ckpt"), *extra]
+    return fit, test
+
+
+def merge(save_dir: str, name: str, values: Sequence[float]) -> Optional[dict[str, str]]:
+    """Merge the test tables of ``values`` into the sweep folder; returns the written paths."""
+    rows, theory, missing = [], None, []
+    for value in values:
+        _, test_dir = run_folders(save_dir, name, value)
+        table = os.path.join(test_dir, "robustness", "robustness.csv")
+        if not os.path.isfile(table):
+            missing.append(table)
+            continue
+        rows += read_csv(table)
+        with open(os.path.join(test_dir, "robustness", "robustness.json")) as handle:
+            theory = theory or json.load(handle).get("theory")
+    if missing:
+        print("not merged (no robustness table; was NoiseRobustness in the config's callbacks?):", *missing, sep="\n  ")
+    if not rows:
+        return None
+    folder = os.path.join(save_dir, name)
+    paths = write_table(rows, folder, theory)
+    for metric in ("psnr", "ssim"):
+        paths[metric] = os.path.join(folder, f"robustness_{metric}.png")
+        plot_robustness(rows, paths[metric], metric, theory, title=name)
+    print(summary_markdown(rows, "psnr", theory), "", table_markdown(rows, "psnr"), sep="\n")
+    print("\nwrote", *paths.values(), sep="\n  ")
+    return paths
+
+
+def run_one(
+    config: str, value: float, save_dir: str, name: str, extra: Sequence[str], force: bool, dry_run: bool
+) -> int:
+    """Fit (or resume) and test one sigma_t^2; returns the first non-zero exit status, else 0.
+
+    A finished fit leaves ``fit/FINISHED``; a fit interrupted after a checkpoint resumes
+    from its ``last.ckpt`` (same folder, same noise stream: see ``NoisyI2I``).
+    """
+    fit, test = commands(config, value, save_dir, name, extra)
+    fit_dir, test_dir = run_folders(save_dir, name, value)
+    finished = os.path.join(fit_dir, "FINISHED")
+    last = os.path.join(fit_dir, "checkpoints", "last.ckpt")
+    table = os.path.join(test_dir, "robustness", "robustness.csv")
+    if force:
+        for folder in (fit_dir, test_dir):
+            if os.path.isdir(folder) and not dry_run:
+                shutil.rmtree(folder)
+    fitted = not force and os.path.isfile(finished)
+    if fitted:
+        print("# done: " + shlex.join(fit), flush=True)
+    else:
+        if not force and os.path.isfile(last):
+            fit = fit + ["--ckpt_path", last]  # resume the interrupted run
+        print(shlex.join(fit), flush=True)
+        if not dry_run:
+            result = subprocess.run(fit)
+            if result.returncode != 0:
+                print(f"failed (exit {result.returncode}): {shlex.join(fit)}", file=sys.stderr)
+                return result.returncode
+            with open(finished, "w") as handle:
+                handle.write(shlex.join(fit) + "\n")
+    if fitted and os.path.isfile(table) and os.path.getmtime(table) >= os.path.getmtime(finished):
+        print("# done: " + shlex.join(test), flush=True)
+        return 0
+    print(shlex.join(test), flush=True)
+    if dry_run:
+        return 0
+    if os.path.isdir(test_dir):
+        shutil.rmtree(test_dir)
+    result = subprocess.run(test)
+    if result.returncode != 0:
+        print(f"failed (exit {result.returncode}): {shlex.join(test)}", file=sys.stderr)
+    return result.returncode
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    parser = argparse.ArgumentParser(
+        prog="python scripts/i2i_sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-c", "--config", required=True, help="a NoisyI2I config with the NoiseRobustness callback")
+    parser.add_argument(
+        "--sigma-t2", type=float, nargs="+", required=True, help="training-noise variances ([-1, 1] scale)"
+    )
+    parser.add_argument("--name", help="sweep folder under --save-dir (default: i2i_sweep/<config file stem>)")
+    parser.add_argument("--save-dir", default="runs")
+    parser.add_argument("--force", action="store_true", help="retrain and retest even where results exist")
+    parser.add_argument("--merge-only", action="store_true", help="only merge the existing tables")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = parser.parse_args(argv)
+    if any(v < 0 for v in args.sigma_t2):
+        parser.error(f"--sigma-t2 values must be >= 0, got {args.sigma_t2}")
+    if not os.path.isfile(args.config):
+        parser.error(f"no config at {args.config}")
+    name = args.name or os.path.join("i2i_sweep", os.path.splitext(os.path.basename(args.config))[0])
+    values = sorted(set(args.sigma_t2))
+    if not args.merge_only:
+        for value in values:
+            code = run_one(args.config, value, args.save_dir, name, extra, args.force, args.dry_run)
+            if code:
+                return code
+    if args.dry_run:
+        return 0
+    return 0 if merge(args.save_dir, name, values) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
