@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from callbacks.rank_zero import compute_on_rank_zero
 from evaluation.features import FeatureExtractorUnavailable, build_feature_extractor
 from evaluation.ppl import FeatureDistance, LPIPSDistance, perceptual_path_length
 from evaluation.precision_recall import precision_recall
@@ -290,18 +291,7 @@ class GenerativeMetrics(Callback):
 
     def _evaluate(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Compute on global rank zero, broadcast, log on every rank (so any rank's ModelCheckpoint sees it)."""
-        payload: Optional[dict[str, Any]] = None
-        error: Optional[BaseException] = None
-        if trainer.is_global_zero:
-            try:
-                payload = self.compute(trainer, pl_module)
-            except Exception as err:
-                error, payload = err, {"__error__": f"{type(err).__name__}: {err}"}
-        payload = trainer.strategy.broadcast(payload, src=0)
-        if error is not None:
-            raise error
-        if "__error__" in payload:
-            raise RuntimeError(f"GenerativeMetrics failed on rank 0: {payload['__error__']}")
+        payload = compute_on_rank_zero(trainer, lambda: self.compute(trainer, pl_module), "GenerativeMetrics")
         for name, value in payload.items():
             pl_module.log(name, value, sync_dist=False, rank_zero_only=False, prog_bar=name == "metrics/fid")
         self.last = dict(payload)

@@ -33,6 +33,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks.paths import run_dir
+from callbacks.rank_zero import compute_on_rank_zero
 from evaluation.corruptions import CORRUPTIONS
 from evaluation.robustness import (
     plot_robustness,
@@ -149,18 +150,8 @@ class NoiseRobustness(Callback):
 
     # ------------------------------------------------------------------ the evaluation
     def _evaluate(self, trainer: Trainer, pl_module: LightningModule, split: str, subfolder: str) -> None:
-        payload: Optional[dict[str, Any]] = None
-        error: Optional[BaseException] = None
-        if trainer.is_global_zero:
-            try:
-                payload = self.compute(trainer, pl_module, split, subfolder)
-            except Exception as err:
-                error, payload = err, {"__error__": f"{type(err).__name__}: {err}"}
-        payload = trainer.strategy.broadcast(payload, src=0)
-        if error is not None:
-            raise error
-        if "__error__" in payload:
-            raise RuntimeError(f"NoiseRobustness failed on rank 0: {payload['__error__']}")
+        compute = lambda: self.compute(trainer, pl_module, split, subfolder)  # noqa: E731
+        payload = compute_on_rank_zero(trainer, compute, "NoiseRobustness")
         for name, value in payload.items():
             pl_module.log(name, value, sync_dist=False, rank_zero_only=False)
 

@@ -153,13 +153,17 @@ class AdversarialModule(LightningModule):
     def _images(batch: Any) -> torch.Tensor:
         return batch[0] if isinstance(batch, (tuple, list)) else batch
 
+    def discriminate(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits on a real and a generated batch (two forward passes; methods may batch them)."""
+        return self.discriminator(real), self.discriminator(fake)
+
     def discriminator_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """Update D on a real batch and as many fakes (Eq. 2, the max over f)."""
         opt_d = self.optimizers()[1]
         self.toggle_optimizer(opt_d)
         with torch.no_grad():
             fake = self.generator(self.sample_noise(real.shape[0]).to(self._compute_dtype))
-        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+        real_logits, fake_logits = self.discriminate(real, fake)
         loss = self.d_loss(real_logits, fake_logits)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss)

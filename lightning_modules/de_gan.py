@@ -315,19 +315,10 @@ class DEGAN(AdversarialModule):
             return out_real[0], out_fake[0], out_real[1], out_fake[1]
         return out_real, out_fake, None, None
 
-    def discriminator_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Update D on L_D (Eq. 10): real images against G(z') (Algorithm 1, lines 3-9)."""
-        opt_d = self.optimizers()[1]
-        self.toggle_optimizer(opt_d)
-        with torch.no_grad():
-            fake = self.generator(self.sample_noise(real.shape[0]))
+    def discriminate(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits for the shared D step (L_D, Eq. 10; Algorithm 1, lines 3-9), through ``joint_batch``."""
         real_logits, fake_logits, _, _ = self._discriminate(real, fake)
-        loss = self.d_loss(real_logits, fake_logits)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt_d.step()
-        self.untoggle_optimizer(opt_d)
-        return {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+        return real_logits, fake_logits
 
     def generator_step_hidden(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """Update G on lambda_1 L_adv + lambda_2 L_hid (Eq. 13) against the current D."""
@@ -350,7 +341,7 @@ class DEGAN(AdversarialModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         real = self._images(batch)
-        logs = self.discriminator_step(real)  # Eq. 10 on z' (sample_noise)
+        logs = self.discriminator_step(real)  # Eq. 10 on z' (sample_noise), D via discriminate()
         logs.update(self.generator_step_hidden(real))
         global_batch = real.shape[0] * self.trainer.world_size
         self.images_seen += global_batch

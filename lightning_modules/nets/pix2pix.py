@@ -32,6 +32,8 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
+from lightning_modules.nets.dcgan import dcgan_init_
+
 __all__ = ["FeatureNoise", "NormName", "PatchGANDiscriminator", "UNetGenerator"]
 
 NormName = Literal["batch", "instance", "none"]
@@ -53,18 +55,6 @@ def _num_downs(resolution: int) -> int:
     if resolution < 4 or 2**downs != resolution:
         raise ValueError(f"resolution must be a power of two >= 4, got {resolution}")
     return downs
-
-
-def _init_weights(module: nn.Module) -> None:
-    """pix2pix's ``init_type='normal'``: conv weights N(0, 0.02), norm scales N(1, 0.02), biases 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
 
 
 class FeatureNoise(nn.Module):
@@ -163,7 +153,7 @@ class UNetGenerator(nn.Module):
         self.out = nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, stride=2, padding=1)
         sites = {"none": [], "bottleneck": [downs - 1], "encoder": list(range(downs))}[feature_noise]
         self.feature_noise = nn.ModuleDict({str(i): FeatureNoise(feature_noise_sigma) for i in sites})
-        _init_weights(self)
+        dcgan_init_(self)  # pix2pix's init_type='normal' is DCGAN's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -213,7 +203,7 @@ class PatchGANDiscriminator(nn.Module):
             c = c_out
         layers.append(nn.Conv2d(c, 1, 4, 1, 1))
         self.net = nn.Sequential(*layers)
-        _init_weights(self)
+        dcgan_init_(self)  # pix2pix's init_type='normal' is DCGAN's
 
     def forward(self, source: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([source, image], dim=1))
