@@ -41,6 +41,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from callbacks.paths import run_dir
+from callbacks.rank_zero import compute_on_rank_zero
 from evaluation.de_gan_metrics import (
     class_diversity,
     confident_accuracy,
@@ -196,16 +197,21 @@ class DEGANEvaluation(Callback):
         return torch.cat(images), torch.cat(noise)
 
     def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
-        """Compute, log (``pl_module.log``) and return the metrics by name."""
+        """Compute (on global rank 0, shared with the other ranks), log (``pl_module.log``) and return the metrics."""
+        metrics = compute_on_rank_zero(trainer, lambda: self.compute(trainer, pl_module), "DEGANEvaluation")
+        for name, value in metrics.items():
+            pl_module.log(name, value, sync_dist=False, prog_bar=name == "de_gan/accuracy")
+        self.last_metrics = metrics
+        return metrics
+
+    def compute(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
+        """The metrics by name for the current weights (no logging, no collectives)."""
         images, noise = self.generate(pl_module)
         metrics: dict[str, float] = {}
         if self.classifier is not None:
             metrics.update(self.classifier_metrics(trainer, images))
         if self.pca_samples and (not self._pca_logged or trainer.testing):
             metrics.update(self._log_pca(trainer, pl_module, noise[: self.pca_samples]))
-        for name, value in metrics.items():
-            pl_module.log(name, value, sync_dist=False, prog_bar=name == "de_gan/accuracy")
-        self.last_metrics = metrics
         return metrics
 
     @torch.no_grad()
