@@ -24,8 +24,9 @@ Without ``classifier_ckpt`` only the PCA is computed (e.g. CelebA, which has no 
 Works with any LightningModule that has ``noise`` and ``generate(z, ema=...)`` (images in
 [-1, 1]); the PCA uses ``precondition(z)`` where the module has one (DE-GAN), else z' = z_n.
 The same numbers are logged by ``train.py test`` (the callback's ``on_test_epoch_end``).
-Every process computes them (same seed, same weights, so the same values); files and
-figures are written by global rank zero only.
+Global rank zero computes them and shares the values with the other processes
+(:func:`callbacks.rank_zero.compute_on_rank_zero`), so every rank logs the same numbers;
+files and figures are written by rank zero only.
 """
 
 from __future__ import annotations

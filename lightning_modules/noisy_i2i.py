@@ -311,9 +311,6 @@ class NoisyI2I(LightningModule):
     def on_predict_epoch_start(self) -> None:
         self._start_eval_noise(3)
 
-    def on_train_epoch_start(self) -> None:
-        self._feature_noise(self._noise_rng, force=False)
-
     def _evaluate(self, batch: Any, metrics: ReconstructionMetrics, prefix: str) -> torch.Tensor:
         x, y = batch
         out = self.generator(self._eval_input(x))  # eval mode: Lightning puts the module in eval for val/test

@@ -31,13 +31,14 @@ def _num_upsamplings(resolution: int) -> int:
 
 
 def dcgan_init_(module: nn.Module) -> None:
-    """DCGAN paper initialisation: conv weights N(0, 0.02), BN weights N(1, 0.02), biases 0."""
+    """DCGAN paper initialisation (Radford et al. 2016, Sec. 4): conv and linear weights N(0, 0.02),
+    batch-norm scales N(1, 0.02), biases 0."""
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
 

@@ -49,6 +49,8 @@ from typing import Literal, Optional, Union
 import torch
 from torch import nn
 
+from lightning_modules.nets.dcgan import dcgan_init_
+
 __all__ = [
     "ARCHS",
     "Arch",
@@ -73,18 +75,6 @@ def _down(c_in: int, c_out: int, bias: bool = True) -> nn.Conv2d:
 def _up(c_in: int, c_out: int, bias: bool = True) -> nn.ConvTranspose2d:
     """5x5 stride-2 transposed conv that doubles the side, TF "SAME"."""
     return nn.ConvTranspose2d(c_in, c_out, 5, stride=2, padding=2, output_padding=1, bias=bias)
-
-
-def _init_(module: nn.Module) -> None:
-    """DCGAN initialisation (Radford et al. 2016, Sec. 4): weights N(0, 0.02), BN N(1, 0.02), biases 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
 
 
 def check_arch(arch: str, resolution: int, key: str = "model.init_args") -> None:
@@ -238,7 +228,7 @@ class DEGANGenerator(nn.Module):
                 layers += [_up(c_in, c_out, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
             layers.append(_up(chans[-1], channels))
             self.conv = nn.Sequential(*layers)
-        _init_(self)
+        dcgan_init_(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.z_dim:
@@ -288,7 +278,7 @@ class DEGANDiscriminator(nn.Module):
             blocks.append(nn.Sequential(nn.Flatten(), nn.Linear(chans[-1] * side * side, 1)))
             self.default_hidden_layer = 2
         self.blocks = nn.ModuleList(blocks)
-        _init_(self)
+        dcgan_init_(self)
 
     def resolve_layer(self, layer: Optional[int]) -> int:
         """The block index of ``layer`` (``None``: the default; negative: from the end, -1 = the head)."""
