@@ -1,9 +1,10 @@
 """Lightning callbacks shared by the methods."""
 
+from callbacks.condition_number import ConditionNumber
 from callbacks.de_gan_eval import DEGANEvaluation
 from callbacks.generative_metrics import GenerativeMetrics
 from callbacks.paths import run_dir
 from callbacks.robustness import NoiseRobustness
 from callbacks.sample_grid import SampleGrid
 
-__all__ = ["DEGANEvaluation", "GenerativeMetrics", "NoiseRobustness", "SampleGrid", "run_dir"]
+__all__ = ["ConditionNumber", "DEGANEvaluation", "GenerativeMetrics", "NoiseRobustness", "SampleGrid", "run_dir"]

@@ -25,6 +25,7 @@ broadcast, so every rank logs them.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -140,6 +141,9 @@ class GenerativeMetrics(Callback):
         ppl_lpips_path: LPIPS backbone weights for the paper's distance; null: squared L2
             between the feature extractor's features (works offline, but the numbers are
             then not comparable to published PPL).
+        ppl_space: ``z`` (l_Z, through the whole generator) or ``w`` (l_W, StyleGAN's Eq. 3:
+            lerp between mapped latents through the synthesis network; needs a model with
+            ``mapping(z, ema=...)`` and ``synthesize(ws, ema=...)``, e.g. RNIStyleGAN2).
     """
 
     def __init__(
@@ -163,6 +167,7 @@ class GenerativeMetrics(Callback):
         ppl_sampling: Literal["full", "end"] = "end",
         ppl_epsilon: float = 1e-4,
         ppl_lpips_path: Optional[str] = None,
+        ppl_space: Literal["z", "w"] = "z",
     ) -> None:
         checks = {
             "num_samples": (num_samples, 2),
@@ -180,6 +185,8 @@ class GenerativeMetrics(Callback):
                 "GenerativeMetrics: ppl_samples must be >= 0, ppl_epsilon > 0 and ppl_sampling full or end; "
                 f"got {ppl_samples}, {ppl_epsilon}, {ppl_sampling!r}"
             )
+        if ppl_space not in ("z", "w"):
+            raise ValueError(f"GenerativeMetrics.ppl_space must be z or w, got {ppl_space!r}")
         if max_real is not None and max_real < 2:
             raise ValueError(f"GenerativeMetrics.max_real must be >= 2 or null, got {max_real}")
         if precision_recall and min(pr_max_samples, num_samples) <= pr_k:
@@ -200,7 +207,7 @@ class GenerativeMetrics(Callback):
         self.precision_recall, self.pr_k, self.pr_max_samples = precision_recall, pr_k, pr_max_samples
         self.batch_size, self.ema, self.seed, self.cache_dir = batch_size, ema, seed, cache_dir
         self.ppl_samples, self.ppl_sampling, self.ppl_epsilon = ppl_samples, ppl_sampling, ppl_epsilon
-        self.ppl_lpips_path = ppl_lpips_path
+        self.ppl_lpips_path, self.ppl_space = ppl_lpips_path, ppl_space
         self._ppl_distance: Optional[nn.Module] = None
 
         #: The feature extractor (built in ``setup`` on global rank zero; may be assigned before).
@@ -237,6 +244,13 @@ class GenerativeMetrics(Callback):
             raise TypeError(
                 f"GenerativeMetrics needs a model with `noise` and `generate(z, ema=...)` (a GAN method); "
                 f"{type(pl_module).__name__} has no {', '.join(missing)}"
+            )
+        if self.ppl_samples and self.ppl_space == "w" and not (
+            hasattr(pl_module, "mapping") and getattr(pl_module, "has_w_space", False)
+        ):
+            raise ValueError(
+                f"GenerativeMetrics.ppl_space is w but {type(pl_module).__name__} has no w space "
+                "(mapping/synthesize, e.g. RNIStyleGAN2 with backbone stylegan2): use ppl_space: z"
             )
         if self.extractor is not None:
             self._check_extractor(self.extractor)
@@ -314,26 +328,37 @@ class GenerativeMetrics(Callback):
             return values
 
     def perceptual_path_length(self, pl_module: LightningModule) -> float:
-        """PPL of the generator in z (StyleGAN Sec. 3.2), with the distance ``ppl_lpips_path`` selects."""
+        """PPL of the generator in z or w (StyleGAN Sec. 3.2), with the distance ``ppl_lpips_path`` selects."""
         if self._ppl_distance is None:
             self._ppl_distance = (
                 LPIPSDistance(self.ppl_lpips_path) if self.ppl_lpips_path else FeatureDistance(self.extractor)
             )
         self._ppl_distance.to(pl_module.device)
+        # Injected noise held fixed along the path (StyleGAN's PPL uses noise_mode='const'):
+        # otherwise two fresh noise draws, not the step in the latent, would dominate the distance.
+        const = {"noise_mode": "const"} if "noise_mode" in inspect.signature(pl_module.generate).parameters else {}
+        if self.ppl_space == "w":
+            space = dict(
+                space="w",
+                mapping=lambda z: pl_module.mapping(z, ema=self.ema),
+                generate=lambda ws: self._to_extractor(pl_module.synthesize(ws, ema=self.ema, **const)),
+            )
+        else:
+            space = dict(space="z", generate=lambda z: self._to_extractor(pl_module.generate(z, ema=self.ema, **const)))
         was_training = pl_module.training
         pl_module.eval()
         try:
             mean, _ = perceptual_path_length(
-                generate=lambda z: self._to_extractor(pl_module.generate(z, ema=self.ema)),
-                sample_z=lambda n, g: pl_module.noise.sample(n, generator=g),
+                sample_z=lambda n, g: pl_module.noise.sample(n, generator=g).to(pl_module.device),
                 distance=self._ppl_distance,
                 num_samples=self.ppl_samples,
                 epsilon=self.ppl_epsilon,
                 sampling=self.ppl_sampling,
                 # slerp assumes Gaussian noise (the paper's); uniform and discrete noise move on lines.
-                interpolation=None if pl_module.noise.distribution == "gaussian" else "lerp",
+                interpolation=None if pl_module.noise.distribution == "gaussian" or self.ppl_space == "w" else "lerp",
                 batch_size=self.batch_size,
                 seed=self.seed,
+                **space,
             )
         finally:
             pl_module.train(was_training)

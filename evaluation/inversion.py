@@ -1,0 +1,366 @@
+r"""GAN inversion: find the latent (and noise maps) whose image reconstructs a given image.
+
+Image2StyleGAN (Abdal, Qin, Wonka 2019, "How to embed images into the StyleGAN latent
+space?", Sec. 5 and Algorithm 1): optimise w+ -- one w per style input of the synthesis
+network, [N, num_ws, w_dim] -- from the mean w, with Adam (lr 0.01), to minimise
+
+    L(w+) = lambda_mse * |G(w+) - x|^2 / (C H W) + lambda_p * d(G(w+), x)
+
+where d is a perceptual distance (VGG-16 features in Image2StyleGAN; LPIPS here when its
+weights are on this machine, else the squared feature distance of the project's own
+classifier, :class:`~evaluation.features.ClassifierFeatures`).  The seed paper ("On noise
+injection in GANs", Sec. 5 and its supplement) uses this to compare how well plain StyleGAN2,
+ENI and RNI generators embed faces.
+
+Optionally the injected noise maps are optimised too, as StyleGAN2's projector does
+(Karras et al. 2020, Appendix D): they start from N(0, 1), are penalised by their
+multi-scale autocorrelation (so they cannot smuggle the image in), and are renormalised to
+zero mean and unit variance after every step.  ``space`` can also be ``w`` (one w for all
+style inputs) or ``z`` (the generator's input; the only choice for a DCGAN backbone).
+
+The generator is a frozen copy of the model's (EMA by default) generator; the model itself
+is not modified.  ``python -m evaluation.inversion --help`` runs it over a folder of images
+and writes a CSV of PSNR/SSIM per image, a JSON summary, the latents and a PNG grid of
+targets above reconstructions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from evaluation.reconstruction import psnr, ssim
+
+__all__ = ["InversionResult", "autocorrelation_penalty", "invert", "load_images", "main", "perceptual_distance"]
+
+Space = Literal["w_plus", "w", "z"]
+Distance = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class InversionResult:
+    """What :func:`invert` found.
+
+    Attributes:
+        latents: the optimised latents: w+ [N, num_ws, w_dim], w [N, 1, w_dim] or z [N, z_dim].
+        noises: the optimised noise maps (input to output), or an empty list.
+        images: the reconstructions G(latents) in [-1, 1] (clamped), [N, C, H, W].
+        psnr: per image, dB.
+        ssim: per image.
+        losses: the total loss after every step, [steps].
+    """
+
+    latents: Tensor
+    noises: list[Tensor]
+    images: Tensor
+    psnr: Tensor
+    ssim: Tensor
+    losses: Tensor
+
+
+# ---------------------------------------------------------------------------------- distances
+class _FeatureSquaredDistance(nn.Module):
+    """|phi(x) - phi(y)|^2 / dim per pair, differentiable in x (phi frozen)."""
+
+    def __init__(self, phi: nn.Module) -> None:
+        super().__init__()
+        self.phi = phi
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return (self.phi(x) - self.phi(y)).flatten(1).square().mean(dim=1)
+
+
+class _LPIPS(nn.Module):
+    """LPIPS per pair, differentiable in x (the LPIPS network frozen)."""
+
+    def __init__(self, lpips) -> None:
+        super().__init__()
+        self.inner = lpips
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        if x.shape[1] == 1:
+            x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
+        return self.inner.lpips(x, y).flatten()
+
+
+def perceptual_distance(
+    kind: Literal["auto", "lpips", "classifier", "none"] = "auto",
+    lpips_path: Optional[str] = None,
+    classifier_ckpt: Optional[str] = None,
+) -> tuple[Optional[nn.Module], str]:
+    """A differentiable perceptual distance and its name.
+
+    ``auto``: LPIPS (VGG) if its backbone weights are at ``lpips_path`` or in torchvision's
+    cache, else the classifier's features if ``classifier_ckpt`` is given, else none (MSE only).
+    ``lpips`` / ``classifier`` insist and raise with instructions when the file is missing.
+    """
+    from evaluation.features import ClassifierFeatures
+    from evaluation.ppl import LPIPSDistance, LPIPSWeightsNotFound
+
+    if kind not in ("auto", "lpips", "classifier", "none"):
+        raise ValueError(f"perceptual must be auto, lpips, classifier or none, got {kind!r}")
+    if kind == "none":
+        return None, "none"
+    if kind in ("auto", "lpips"):
+        try:
+            lpips = LPIPSDistance(lpips_path, net="vgg")
+            return _LPIPS(lpips.requires_grad_(False).eval()), "lpips-vgg"
+        except LPIPSWeightsNotFound:
+            if kind == "lpips":
+                raise
+    if kind == "classifier" or classifier_ckpt is not None:
+        if classifier_ckpt is None:
+            raise ValueError("perceptual classifier needs --classifier-ckpt (a Classifier checkpoint)")
+        return _FeatureSquaredDistance(ClassifierFeatures(classifier_ckpt)), "classifier-features"
+    return None, "none"
+
+
+def autocorrelation_penalty(noises: list[Tensor], min_size: int = 8) -> Tensor:
+    """StyleGAN2 projector's noise regulariser: squared 1-pixel autocorrelations at every scale."""
+    total = noises[0].new_zeros([])
+    for noise in noises:
+        n = noise
+        while True:
+            total = total + (n * torch.roll(n, 1, dims=3)).mean() ** 2 + (n * torch.roll(n, 1, dims=2)).mean() ** 2
+            if n.shape[-1] <= min_size:
+                break
+            n = F.avg_pool2d(n, 2)
+    return total
+
+
+# ---------------------------------------------------------------------------------- inversion
+def invert(
+    module: nn.Module,
+    targets: Tensor,
+    space: Space = "w_plus",
+    steps: int = 1000,
+    lr: float = 0.01,
+    mse_weight: float = 1.0,
+    perceptual: Optional[nn.Module] = None,
+    perceptual_weight: float = 1.0,
+    optimize_noise: bool = False,
+    noise_reg_weight: float = 1e5,
+    ema: bool = True,
+    w_avg_samples: int = 10_000,
+    seed: int = 0,
+    progress: bool = False,
+) -> InversionResult:
+    """Invert ``targets`` [N, C, H, W] in [-1, 1] through the generator of ``module``.
+
+    Args:
+        module: an :class:`~lightning_modules.RNIStyleGAN2` (any model with ``generator`` /
+            ``generator_ema`` and ``noise``; ``w`` spaces need a StyleGAN2 generator).
+        targets: images to reconstruct, on any device (moved to the module's).
+        space: ``w_plus`` (Image2StyleGAN), ``w`` or ``z``.
+        steps: Adam steps.
+        lr: Adam learning rate (0.01 in Image2StyleGAN).
+        mse_weight: weight of the per-pixel MSE.
+        perceptual: a differentiable distance ``d(x, y) -> [N]`` (:func:`perceptual_distance`), or None.
+        perceptual_weight: its weight.
+        optimize_noise: also optimise the injected noise maps (one per image and layer).
+        noise_reg_weight: weight of :func:`autocorrelation_penalty` (StyleGAN2's 1e5).
+        ema: invert the EMA generator.
+        w_avg_samples: z samples whose mean w is the starting point (StyleGAN2's projector: 10,000).
+        seed: seeds the starting noise maps and the w_avg samples.
+        progress: show a tqdm bar.
+    """
+    if space not in ("w_plus", "w", "z"):
+        raise ValueError(f"space must be w_plus, w or z, got {space!r}")
+    if steps < 1 or lr <= 0:
+        raise ValueError(f"need steps >= 1 and lr > 0, got {steps}, {lr}")
+    source = module.generator_ema.module if ema else module.generator
+    device = next(source.parameters()).device
+    G = copy.deepcopy(source).eval().requires_grad_(False)
+    has_w = hasattr(G, "mapping") and hasattr(G, "synthesis")
+    if space != "z" and not has_w:
+        raise ValueError(f"space {space!r} needs a StyleGAN2 generator (mapping + synthesis); use space z")
+    x = targets.to(device=device, dtype=torch.float32)
+    n = x.shape[0]
+    if tuple(x.shape[1:]) != (G.img_channels if has_w else G.out_channels, G.resolution, G.resolution):
+        raise ValueError(f"targets of shape {list(x.shape)} do not match the generator's output")
+    rng = torch.Generator().manual_seed(seed)
+
+    # Starting point: the mean of w (w spaces), or z = 0, the mode of the Gaussian (z space).
+    if space == "z":
+        latent = torch.zeros(n, module.noise.dim, device=device)
+    else:
+        with torch.no_grad():
+            z = module.noise.sample(w_avg_samples, generator=rng).to(device, torch.float32)
+            w_mean = G.mapping(z, broadcast=False).mean(dim=0)
+        rows = G.num_ws if space == "w_plus" else 1
+        latent = w_mean.reshape(1, 1, -1).repeat(n, rows, 1)
+    latent = latent.clone().requires_grad_(True)
+
+    from lightning_modules.nets.noise_injection import NoiseInjection
+
+    layers = [m for m in G.modules() if isinstance(m, NoiseInjection) and m.kind != "none"]
+    noises: list[Tensor] = []
+    if optimize_noise:
+        for layer in layers:
+            noise = torch.randn(n, 1, layer.resolution, layer.resolution, generator=rng).to(device)
+            layer.noise_const = noise.requires_grad_(True)  # read by noise_mode="const"
+            noises.append(layer.noise_const)
+    else:
+        for layer in layers:  # the same fixed maps for every image
+            layer.noise_const = layer.noise_const.detach()
+
+    def render(lat: Tensor) -> Tensor:
+        if space == "z":
+            return G(lat, noise_mode="const")
+        ws = lat if space == "w_plus" else lat.expand(-1, G.num_ws, -1)
+        return G.synthesis(ws, noise_mode="const")
+
+    optimizer = torch.optim.Adam([latent] + noises, lr=lr, betas=(0.9, 0.999))
+    losses = []
+    if perceptual is not None:
+        perceptual = perceptual.to(device)
+    for _ in tqdm(range(steps), desc="inversion", disable=not progress, leave=False):
+        images = render(latent)
+        loss = mse_weight * (images - x).square().flatten(1).mean(dim=1).sum()
+        if perceptual is not None and perceptual_weight:
+            loss = loss + perceptual_weight * perceptual(images, x).sum()
+        if noises and noise_reg_weight:
+            loss = loss + noise_reg_weight * autocorrelation_penalty(noises) * n
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()) / n)
+        if noises:
+            with torch.no_grad():
+                for noise in noises:
+                    noise.sub_(noise.mean(dim=[1, 2, 3], keepdim=True))
+                    noise.div_(noise.square().mean(dim=[1, 2, 3], keepdim=True).sqrt().clamp_min(1e-8))
+    with torch.no_grad():
+        images = render(latent).clamp(-1, 1)
+    return InversionResult(
+        latents=latent.detach(),
+        noises=[noise.detach() for noise in noises],
+        images=images,
+        psnr=psnr(images, x).cpu(),
+        ssim=ssim(images, x).cpu(),
+        losses=torch.tensor(losses),
+    )
+
+
+# ---------------------------------------------------------------------------------- images and CLI
+def load_images(folder: str, resolution: int, channels: int, limit: Optional[int] = None) -> tuple[Tensor, list[str]]:
+    """The image files under ``folder`` (sorted), center-cropped and resized, in [-1, 1]."""
+    from datamodules.base import ImageTransform
+    from datamodules.encoded import CorruptImageError, FolderSource, decode_image
+
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--images {folder} is not a directory of images (PNG, JPEG, ...)")
+    source = FolderSource(folder)
+    if len(source) == 0:
+        raise FileNotFoundError(f"--images {folder} holds no image files (.png, .jpg, .jpeg, .bmp, .webp ...)")
+    transform = ImageTransform(resolution, channels)
+    images, names = [], []
+    for i in range(len(source) if limit is None else min(limit, len(source))):
+        try:
+            images.append(transform(decode_image(source.read(i), channels=3 if channels == 3 else 1)))
+        except CorruptImageError as err:
+            raise CorruptImageError(f"{os.path.join(folder, source.name(i))}: {err}") from None
+        names.append(source.name(i))
+    return torch.stack(images), names
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m evaluation.inversion",
+        description="Invert a folder of images through an RNIStyleGAN2 checkpoint (Image2StyleGAN-style w+ "
+        "optimisation); writes PSNR/SSIM per image and a grid of targets above reconstructions.",
+    )
+    p.add_argument("--ckpt", required=True, help="RNIStyleGAN2 checkpoint (runs/.../checkpoints/last.ckpt)")
+    p.add_argument("--images", required=True, help="folder of images to invert")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--limit", type=int, default=None, help="invert at most this many images")
+    p.add_argument("--space", choices=["w_plus", "w", "z"], default="w_plus")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--optimize-noise", action="store_true", help="also optimise the injected noise maps")
+    p.add_argument("--noise-reg-weight", type=float, default=1e5)
+    p.add_argument("--mse-weight", type=float, default=1.0)
+    p.add_argument("--perceptual", choices=["auto", "lpips", "classifier", "none"], default="auto")
+    p.add_argument("--perceptual-weight", type=float, default=1.0)
+    p.add_argument("--lpips-path", default=None, help="VGG16 ImageNet weights for LPIPS (vgg16-397923af.pth)")
+    p.add_argument("--classifier-ckpt", default=None, help="project Classifier checkpoint (perceptual fallback)")
+    p.add_argument("--no-ema", action="store_true", help="invert the raw generator instead of the EMA")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    """The CLI; returns the summary it writes to ``<out>/summary.json``."""
+    args = _parser().parse_args(argv)
+    from torchvision.utils import save_image
+
+    from lightning_modules.rni_stylegan2 import RNIStyleGAN2
+
+    if not os.path.isfile(args.ckpt):
+        sys.exit(f"error: --ckpt {args.ckpt} does not exist (train with `python train.py fit -c configs/rni/...`)")
+    module = RNIStyleGAN2.load_from_checkpoint(args.ckpt, map_location=args.device).eval()
+    c, r = module.image_shape[0], module.image_shape[1]
+    targets, names = load_images(args.images, r, c, args.limit)
+    distance, distance_name = perceptual_distance(args.perceptual, args.lpips_path, args.classifier_ckpt)
+    os.makedirs(args.out, exist_ok=True)
+    results = []
+    for start in tqdm(range(0, len(targets), args.batch_size), desc="batches"):
+        batch = targets[start : start + args.batch_size]
+        results.append(
+            invert(
+                module, batch, space=args.space, steps=args.steps, lr=args.lr, mse_weight=args.mse_weight,
+                perceptual=distance, perceptual_weight=args.perceptual_weight, optimize_noise=args.optimize_noise,
+                noise_reg_weight=args.noise_reg_weight, ema=not args.no_ema, seed=args.seed + start, progress=True,
+            )  # fmt: skip
+        )
+    recon = torch.cat([res.images.cpu() for res in results])
+    p_all, s_all = torch.cat([res.psnr for res in results]), torch.cat([res.ssim for res in results])
+    with open(os.path.join(args.out, "inversion.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "psnr_db", "ssim"])
+        for name, p_val, s_val in zip(names, p_all.tolist(), s_all.tolist()):
+            writer.writerow([name, f"{p_val:.4f}", f"{s_val:.5f}"])
+    torch.save({"names": names, "latents": [res.latents.cpu() for res in results], "space": args.space},
+               os.path.join(args.out, "latents.pt"))  # fmt: skip
+    rows = []
+    per_row = 8
+    for start in range(0, len(targets), per_row):  # targets above their reconstructions
+        rows += [targets[start : start + per_row], recon[start : start + per_row]]
+    grid_path = os.path.join(args.out, "grid.png")
+    save_image(torch.cat(rows), grid_path, nrow=per_row, normalize=True, value_range=(-1, 1), pad_value=1.0)
+    summary = {
+        "checkpoint": args.ckpt,
+        "noise_injection": module.hparams.get("noise_injection"),
+        "images": len(names),
+        "space": args.space,
+        "steps": args.steps,
+        "optimize_noise": args.optimize_noise,
+        "perceptual": distance_name,
+        "psnr_mean_db": float(p_all.mean()),
+        "ssim_mean": float(s_all.mean()),
+    }
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(
+        f"{len(names)} images, {args.space}, {args.steps} steps, perceptual {distance_name}: "
+        f"PSNR {summary['psnr_mean_db']:.2f} dB, SSIM {summary['ssim_mean']:.4f}\n"
+        f"  per image: {os.path.join(args.out, 'inversion.csv')}\n  grid:      {grid_path}"
+    )
+    return summary
+
+
+if __name__ == "__main__":
+    main()

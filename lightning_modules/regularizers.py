@@ -1,0 +1,67 @@
+r"""GAN regularisers: the R1 gradient penalty and StyleGAN2's path-length regulariser.
+
+* **R1** (Mescheder et al. 2018, "Which training methods for GANs do actually converge?",
+  Eq. 9): gamma / 2 * E_x[ |grad_x D(x)|^2 ] on real images.  :func:`r1_penalty` returns the
+  expectation; the caller multiplies by gamma / 2 (and by the lazy interval, StyleGAN2 Sec. 3.1).
+* **Path length** (StyleGAN2, Sec. 3.2, Eq. 4): E_{w, y}[ (|J_w^T y|_2 - a)^2 ] with
+  y ~ N(0, I) / sqrt(H W) image-space noise, J_w the Jacobian of the synthesis network at w,
+  and a the running mean of the lengths (decay 0.01).  :class:`PathLengthPenalty` keeps a in
+  a buffer (saved in checkpoints) and returns the expectation; the caller applies the weight
+  (2 in StyleGAN2) and the lazy interval.
+
+Both are computed in float32 whatever the autocast precision: squared gradient norms of
+bf16/fp16 activations lose most of their digits.  Reference for the conventions:
+NVlabs/stylegan2-ada-pytorch, ``training/loss.py`` (``loss_Dr1``, ``loss_Gpl``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["PathLengthPenalty", "r1_penalty"]
+
+
+def r1_penalty(real: Tensor, real_logits: Tensor) -> Tensor:
+    """E_x |grad_x D(x)|^2 over the batch (Mescheder et al. 2018, Eq. 9, without gamma / 2).
+
+    ``real`` must have ``requires_grad`` and ``real_logits`` must be D(real) built from it.
+    The graph is kept (``create_graph``), so the penalty trains D.
+    """
+    if not real.requires_grad:
+        raise ValueError("r1_penalty needs real images with requires_grad=True, fed to D to get real_logits")
+    (grad,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
+    return grad.float().square().flatten(1).sum(dim=1).mean()
+
+
+class PathLengthPenalty(nn.Module):
+    """StyleGAN2's path-length regulariser (Sec. 3.2, Eq. 4), with the running target ``pl_mean``.
+
+    Args:
+        decay: update rate of the running mean a of the path lengths (0.01).
+    """
+
+    def __init__(self, decay: float = 0.01) -> None:
+        super().__init__()
+        if not 0 < decay <= 1:
+            raise ValueError(f"path-length decay must be in (0, 1], got {decay}")
+        self.decay = decay
+        self.register_buffer("pl_mean", torch.zeros([]))
+
+    def lengths(self, images: Tensor, ws: Tensor) -> Tensor:
+        """|J_w^T y|_2 per sample, y ~ N(0, I) / sqrt(H W); averaged over the ws rows as in StyleGAN2."""
+        y = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+        (grad,) = torch.autograd.grad((images * y).float().sum(), ws, create_graph=True)
+        grad = grad.float()
+        if grad.ndim == 3:  # [N, num_ws, w_dim]: sum over w_dim, mean over the style inputs
+            return grad.square().sum(dim=2).mean(dim=1).sqrt()
+        return grad.square().flatten(1).sum(dim=1).sqrt()
+
+    def forward(self, images: Tensor, ws: Tensor) -> Tensor:
+        """(|J_w^T y| - a)^2 averaged over the batch; updates a (no gradient through it)."""
+        lengths = self.lengths(images, ws)
+        with torch.no_grad():
+            self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean().to(self.pl_mean.dtype), self.decay))
+        return (lengths - self.pl_mean.to(lengths.dtype)).square().mean()
