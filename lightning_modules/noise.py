@@ -33,6 +33,7 @@ import torch
 from scipy.special import ndtri
 
 from analysis.float_entropy import FORMATS, entropy_bits
+from lightning_modules.dataclass_config import coerce_dataclass
 
 Distribution = Literal["gaussian", "uniform", "discrete"]
 Format = Literal["float64", "float32", "bfloat16", "float16", "float8_e4m3fn", "float8_e5m2"]
@@ -82,14 +83,7 @@ class NoiseSpec:
     @classmethod
     def coerce(cls, spec: Union["NoiseSpec", dict[str, Any]]) -> "NoiseSpec":
         """Accept a ``NoiseSpec`` or its dict form (as stored in checkpoints' hparams)."""
-        if isinstance(spec, cls):
-            return spec
-        if isinstance(spec, dict):
-            unknown = set(spec) - {f.name for f in dataclasses.fields(cls)}
-            if unknown:
-                raise ValueError(f"unknown noise key(s): {', '.join(sorted(unknown))}")
-            return cls(**spec)
-        raise TypeError(f"expected a NoiseSpec or a dict, got {type(spec).__name__}")
+        return coerce_dataclass(cls, spec, "noise")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -58,6 +58,8 @@ from typing import Literal, Optional, Union
 import torch
 from torch import Tensor, nn
 
+from lightning_modules.dataclass_config import coerce_dataclass
+
 __all__ = ["NoiseInjection", "NoiseMode", "InjectionKind", "RNIOptions", "set_noise_mode"]
 
 InjectionKind = Literal["none", "eni", "rni"]
@@ -103,16 +105,7 @@ class RNIOptions:
     @classmethod
     def coerce(cls, value: Union["RNIOptions", dict, None]) -> "RNIOptions":
         """Accept options, their dict form (checkpoint hparams) or None (the defaults)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
-            if unknown:
-                raise ValueError(f"unknown rni key(s): {', '.join(sorted(unknown))}")
-            return cls(**value)
-        raise TypeError(f"expected RNIOptions or a dict, got {type(value).__name__}")
+        return cls() if value is None else coerce_dataclass(cls, value, "rni")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
