@@ -30,6 +30,7 @@ def _callbacks(tmp_path, space="w", extra=()):
             ]
         }
     }
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "callbacks.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
@@ -168,3 +169,51 @@ def test_inversion_cli_over_a_folder(tmp_path):
     assert (out / "grid.png").stat().st_size > 0 and (out / "latents.pt").exists()
     with pytest.raises(FileNotFoundError, match="not a directory"):
         load_images(str(tmp_path / "missing"), 16, 1)
+
+
+def test_bf16_mixed_fit(tmp_path):
+    cli = main(_args(tmp_path, "--trainer.fast_dev_run=true", "--trainer.precision=bf16-mixed"))
+    assert cli.trainer.global_step == 2
+    assert torch.isfinite(cli.model.path_length.pl_mean)
+
+
+def _events(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.mark.slow
+def test_ddp_fit_with_r1_and_path_length_and_gathered_condition_numbers(tmp_path):
+    """2 CPU processes (gloo): lazy R1 / path length under DDP, and MC/TTMC split over the ranks equal
+    the single-process values of the same checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    fit = _args(tmp_path / "fit", "--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2",
+                "--trainer.max_steps=4", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+                "--trainer.check_val_every_n_epoch=1")  # fmt: skip
+    proc = subprocess.run([sys.executable, "train.py", *fit], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = next((tmp_path / "fit").rglob("last.ckpt"))
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 4 and saved["gan_iterations"] == 2 and saved["images_seen"] == 2 * 8 * 2
+    test_args = ["--ckpt_path", str(ckpt), "--trainer.limit_test_batches=1"]
+    ddp_test = _args(tmp_path / "ddp", "--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2",
+                     *test_args)  # fmt: skip
+    ddp_test[0] = "test"
+    proc = subprocess.run([sys.executable, "train.py", *ddp_test], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = _args(tmp_path / "single", *test_args)
+    single[0] = "test"
+    cli = main(single)
+    ddp_values = _events(next((tmp_path / "ddp").rglob("version_0")))
+    for key in ("metrics/mc", "metrics/ttmc"):
+        # the same pairs; float32 kernels differ between 1 and 2 threads in the last digits
+        assert ddp_values[key][-1] == pytest.approx(float(cli.trainer.callback_metrics[key]), rel=1e-4)

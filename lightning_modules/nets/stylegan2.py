@@ -120,13 +120,13 @@ class MappingNetwork(nn.Module):
             x = layer(x)
         if self.training and self.w_avg_beta is not None:
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+                self.w_avg.copy_(x.detach().to(self.w_avg.dtype).mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if not broadcast:
             return x
         x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
         if truncation_psi != 1:
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
-            x[:, :cutoff] = self.w_avg.lerp(x[:, :cutoff], truncation_psi)
+            x[:, :cutoff] = self.w_avg.to(x.dtype).lerp(x[:, :cutoff], truncation_psi)
         return x
 
 
