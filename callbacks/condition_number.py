@@ -7,15 +7,18 @@ by default, and logs ``metrics/mc`` and ``metrics/ttmc``.
 Under DDP the work is split: the pairs come in fixed batches, each seeded by its index,
 rank r evaluates batches r, r + world_size, ..., and every rank gathers all values.  So the
 numbers do not depend on the number of processes, and every rank logs the same values.
+Rank 0 also logs their distribution, as a TensorBoard histogram of log10 C
+(``metrics/log10_condition_number``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import torch
 import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from tqdm import tqdm
 
@@ -74,6 +77,8 @@ class ConditionNumber(Callback):
         self.noise_mode, self.top_fraction, self.batch_size = noise_mode, top_fraction, batch_size
         self.every_n_epochs, self.ema, self.seed = every_n_epochs, ema, seed
         self.last: dict[str, float] = {}
+        #: All condition numbers of the last evaluation (float64, CPU).
+        self.values: Optional[torch.Tensor] = None
         self._validations = 0
 
     # ------------------------------------------------------------------ hooks
@@ -125,8 +130,14 @@ class ConditionNumber(Callback):
         allv = torch.cat([values[b] for b in range(num_batches)])
         mc, ttmc = mc_ttmc(allv, self.top_fraction)
         self.last = {"metrics/mc": mc, "metrics/ttmc": ttmc}
+        self.values = allv
         for name, value in self.last.items():
             pl_module.log(name, value, sync_dist=False, rank_zero_only=False)
+        if trainer.is_global_zero:  # the distribution, not only its mean and tail
+            step = trainer.fit_loop.epoch_loop._batches_that_stepped
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_histogram("metrics/log10_condition_number", allv.log10(), global_step=step)
         return self.last
 
     def _compute(

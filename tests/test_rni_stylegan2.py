@@ -66,6 +66,9 @@ def test_fit_each_injection_mode(tmp_path, injection):
     logged = cli.trainer.callback_metrics
     assert {"metrics/mc", "metrics/ttmc", "train/r1_penalty", "train/pl_penalty"} <= set(logged)
     assert 0 < float(logged["metrics/mc"]) <= float(logged["metrics/ttmc"])
+    (cond,) = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "ConditionNumber"]
+    assert cond.values.shape == (40,)  # num_samples pairs, gathered from both batches
+    assert float(logged["metrics/ttmc"]) == pytest.approx(float(cond.values.max()))  # top 2% of 40 = 1 value
     # checkpoint round trip keeps the options and the iteration count
     ckpt = glob.glob(f"{tmp_path}/**/last.ckpt", recursive=True)[0]
     loaded = RNIStyleGAN2.load_from_checkpoint(ckpt, map_location="cpu")
