@@ -6,10 +6,14 @@ latents), which makes successive grids show how the same z evolve.
 
 Works with any LightningModule that has ``noise`` (a NoiseSpec) and
 ``generate(z, ema=...)`` returning images in [-1, 1], e.g. every ``AdversarialModule``.
+Generators with injected noise (``generate(..., noise_mode=...)``, e.g. RNIStyleGAN2) are
+drawn with their constant noise maps (``noise_mode="const"``), so the grid changes only as
+the weights do.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Optional
 
@@ -63,7 +67,8 @@ class SampleGrid(Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            images = pl_module.generate(self._noise(pl_module), ema=self.ema).float().cpu()
+            const = {"noise_mode": "const"} if "noise_mode" in inspect.signature(pl_module.generate).parameters else {}
+            images = pl_module.generate(self._noise(pl_module), ema=self.ema, **const).float().cpu()
         finally:
             pl_module.train(was_training)
         return make_grid(images, nrow=self.nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)
