@@ -30,6 +30,7 @@ from analysis.cli import UsageError, format_table
 from lightning_modules.ganz.format import GanzFormatError, dequantize, read_ganz, write_atomic
 from lightning_modules.ganz.inversion import InversionConfig
 from lightning_modules.ganz.latent import LatentMode
+from lightning_modules.ganz.rate_distortion import OOD_IMAGES
 
 __all__ = ["main"]
 
@@ -109,6 +110,15 @@ def _inputs(args: argparse.Namespace, shape: tuple[int, int, int]) -> list[tuple
     if not found:
         raise UsageError("no images: give image files, or --data FOLDER|DATAMODULE")
     return found
+
+
+def _ood(shape: tuple[int, int, int], names: Sequence[str]):
+    from lightning_modules.ganz.rate_distortion import ood_images
+
+    try:
+        return ood_images(shape, names)
+    except ValueError as err:
+        raise UsageError(f"--ood: {err}") from None
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -198,7 +208,7 @@ def cmd_rd(args: argparse.Namespace) -> None:
             images = list(iter_uint8_images(args.data, split, args.limit, args.data_args))
             sets.append(rd.ImageSet(split, [n for n, _ in images], [rd.fit_to_shape(im, shape) for _, im in images]))
     if args.ood:
-        sets.append(rd.ood_images(shape, args.ood))
+        sets.append(_ood(shape, args.ood))
     if not sets:
         raise UsageError("no images: give --data (train/test splits) and/or --ood names")
     rows, decoded = rd.run(
@@ -234,7 +244,7 @@ def cmd_cs(args: argparse.Namespace) -> None:
             images = list(iter_uint8_images(args.data, split, args.limit, args.data_args))
             sets.append(rd.ImageSet(split, [k for k, _ in images], [rd.fit_to_shape(im, shape) for _, im in images]))
     if args.ood:
-        sets.append(rd.ood_images(shape, args.ood))
+        sets.append(_ood(shape, args.ood))
     if args.from_generator:
         g = torch.Generator().manual_seed(args.seed + 1)
         z = torch.rand(args.from_generator, codec.generator.latent_dim, generator=g) * 2 - 1
@@ -320,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _data(p)
     p.add_argument("--splits", nargs="+", default=["train", "test"], choices=("train", "val", "test"))
-    p.add_argument("--ood", nargs="*", default=["astronaut", "coffee", "chelsea", "camera", "rocket", "cat"],
-                   help="skimage.data images as out-of-domain set (none: leave it out)")
+    p.add_argument("--ood", nargs="*", default=list(OOD_IMAGES),
+                   help="skimage.data images as the out-of-domain set (give none to leave it out)")
     p.add_argument("--modes", type=_mode, nargs="+", default=[LatentMode("keep_linear")])
     p.add_argument("--dtypes", nargs="+", default=["float32", "uint8"], choices=("float32", "float16", "uint8"))
     p.add_argument("--codecs", nargs="*", default=None, help="jpeg webp jpegxl avif (default: all available)")

@@ -45,7 +45,7 @@ from lightning_modules.ganz.latent import LatentMode
 __all__ = ["OOD_IMAGES", "ImageSet", "fit_to_shape", "ood_images", "run", "write_outputs"]
 
 #: the scikit-image photographs used as out-of-domain images by default.
-OOD_IMAGES = ("astronaut", "coffee", "chelsea", "camera", "rocket", "immunohistochemistry", "hubble_deep_field", "cat")
+OOD_IMAGES = ("astronaut", "coffee", "chelsea", "camera", "rocket", "coins", "moon", "immunohistochemistry")
 
 
 @dataclass
@@ -85,9 +85,15 @@ def ood_images(shape: tuple[int, int, int], names: Sequence[str] = OOD_IMAGES) -
     images = []
     for name in names:
         loader = getattr(skimage.data, name, None)
-        if loader is None:
+        if loader is None or name.startswith("_"):
             raise ValueError(f"skimage.data has no image {name!r}")
-        images.append(fit_to_shape(np.asarray(loader()), shape))
+        try:
+            image = np.asarray(loader())
+        except Exception as err:  # noqa: BLE001 - e.g. an image that scikit-image would have to download
+            raise ValueError(f"skimage.data.{name}() cannot be loaded here: {err}") from None
+        if image.dtype != np.uint8:
+            raise ValueError(f"skimage.data.{name}() is not an 8-bit image ({image.dtype})")
+        images.append(fit_to_shape(image, shape))
     return ImageSet("ood", list(names), images)
 
 
@@ -278,7 +284,9 @@ def write_outputs(
     from PIL import Image, ImageDraw
 
     for name, methods in decoded.items():
-        keys = ["original"] + [k for k in methods if k.startswith("GANZ") and k.endswith("float32")]
+        ganz = [k for k in methods if k.startswith("GANZ")]
+        dtype = "float32" if any(k.endswith("float32") for k in ganz) else (ganz[0].split()[-1] if ganz else "")
+        keys = ["original"] + [k for k in ganz if k.endswith(dtype)]
         keys += [k for k in methods if k.startswith("wavelet")]
         count = min(grid_images, len(methods["original"]))
         tiles = []
