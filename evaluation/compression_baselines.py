@@ -14,7 +14,7 @@ take when stored like GANZ's latent: a float32 value plus its position
 
 **Standard codecs** (``imagecodecs``): JPEG (libjpeg-turbo), WebP (lossy), JPEG-XL and
 AVIF, each tuned to a byte budget by :func:`codec_at_budget`: the highest quality level
-(0-100) whose stream fits the budget, searched on a grid of 5 and refined to 1.  A codec
+(0-100) whose stream fits the budget, found on a grid of 25 and refined by bisection.  A codec
 whose smallest stream is over the budget returns that stream flagged ``over_budget``
 (JPEG's headers alone take about 300 bytes).  Codecs this ``imagecodecs`` build lacks are
 left out with a logged note (:func:`available_codecs`).  Grey images go to WebP and AVIF as
@@ -157,11 +157,15 @@ def codec_at_budget(image: np.ndarray, codec: str, budget: int) -> CodecResult:
             sizes[q] = bytes(entry.encode(image, q))
         return sizes[q]
 
-    fitting = [q for q in range(0, 101, 5) if len(stream(q)) <= budget]
-    if fitting:
-        best = max(fitting)
-        best = max([best] + [q for q in range(best + 1, min(best + 5, 101)) if len(stream(q)) <= budget])
-        over = False
+    coarse = [q for q in range(0, 101, 25) if len(stream(q)) <= budget]
+    if coarse:
+        # The highest fitting coarse level, then a binary search up to the next coarse level
+        # (sizes grow with the level, except at a few of JPEG-XL's lowest levels).
+        lo, hi = max(coarse), min(max(coarse) + 25, 101)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if len(stream(mid)) <= budget else (lo, mid)
+        best, over = lo, False
     else:
         best, over = min(sizes, key=lambda q: (len(sizes[q]), -q)), True
     data = stream(best)

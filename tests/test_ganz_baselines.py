@@ -52,6 +52,10 @@ def test_codecs_meet_the_byte_budget(codec, channels):
     assert not loose.over_budget and loose.num_bytes <= 4000 and loose.decoded.shape == image.shape
     err = np.abs(loose.decoded.astype(int) - image.astype(int)).mean()
     assert err < 6  # a generous budget gives a close image
+    budget = (loose.num_bytes + len(cb._codecs()[codec].encode(image, 0))) // 2
+    mid = cb.codec_at_budget(image, codec, budget)
+    assert not mid.over_budget and mid.num_bytes <= budget and mid.quality < 100
+    assert len(cb._codecs()[codec].encode(image, mid.quality + 1)) > budget  # the highest level that fits
     tight = cb.codec_at_budget(image, codec, 10)  # below any codec's headers
     assert tight.over_budget and tight.num_bytes > 10
 
