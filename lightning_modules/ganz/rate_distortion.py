@@ -215,7 +215,7 @@ def run(
                     images=len(wave),
                 )
             )
-            decoded[image_set.name][f"wavelet {mode}"] = wave
+            decoded[image_set.name][f"wavelet, {keep * c} coeff."] = wave
     return rows, decoded
 
 
