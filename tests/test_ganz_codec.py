@@ -242,9 +242,10 @@ def test_cli_refuses_bad_files_and_writes_nothing(model, checkpoint, tmp_path, c
     good = tmp_path / "good.ganz"
     data = GanzCodec.from_checkpoint(checkpoint).compress(generated_images(model, 1), config=FAST, progress=False)[0]
     good.write_bytes(data.data)
+    flipped = data.data[:HEADER_SIZE] + bytes([data.data[HEADER_SIZE] ^ 1]) + data.data[HEADER_SIZE + 1 :]
     cases = {
         "truncated.ganz": (data.data[:-3], "truncated"),
-        "corrupt.ganz": (data.data[:HEADER_SIZE] + bytes([data.data[HEADER_SIZE] ^ 1]) + data.data[HEADER_SIZE + 1 :], "CRC32"),
+        "corrupt.ganz": (flipped, "CRC32"),
         "magic.ganz": (b"JUNK" + data.data[4:], "not a .ganz file"),
         "version.ganz": (data.data[:4] + struct.pack("<B", 2) + data.data[5:], "unsupported .ganz format version 2"),
     }

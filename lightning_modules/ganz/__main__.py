@@ -167,7 +167,10 @@ def cmd_compress(args: argparse.Namespace) -> None:
     )
     print(format_table(("file", "bytes", "bpp", "ratio_dof", "psnr", "ssim"), rows))
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ("bytes", "bpp", "psnr", "ssim")}
-    print(f"mean: {mean['bytes']:.1f} bytes, {mean['bpp']:.3f} bpp, PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}")
+    print(
+        f"mean: {mean['bytes']:.1f} bytes, {mean['bpp']:.3f} bpp, PSNR {mean['psnr']:.2f} dB, "
+        f"SSIM {mean['ssim']:.4f}"
+    )
 
 
 def cmd_decompress(args: argparse.Namespace) -> None:
@@ -191,7 +194,15 @@ def cmd_decompress(args: argparse.Namespace) -> None:
         _, h, w = header.image_shape
         size = os.path.getsize(path)
         rows.append(
-            dict(file=path, output=target, mode=header.mode, d_c=header.d_c, dtype=header.dtype, bytes=size, bpp=8 * size / (h * w))
+            dict(
+                file=path,
+                output=target,
+                mode=header.mode,
+                d_c=header.d_c,
+                dtype=header.dtype,
+                bytes=size,
+                bpp=8 * size / (h * w),
+            )
         )
     print(format_table(("file", "output", "mode", "d_c", "dtype", "bytes", "bpp"), rows))
 
@@ -275,12 +286,14 @@ def cmd_cs(args: argparse.Namespace) -> None:
                     images=len(x),
                 )
             )
-            grid_rows.append((f"{image_set.name} M={m}", image_set.images, [to_uint8(r) for r in result.reconstruction]))
+            recovered = [to_uint8(r) for r in result.reconstruction]
+            grid_rows.append((f"{image_set.name} M={m}", image_set.images, recovered))
     print(
         f"Compressive sensing (GANZ Sec. 4): N = {n}, mode {args.mode} (d_c = {net.d_c}), Gaussian A ~ N(0, 1/M), "
         f"seed {args.seed}"
     )
-    print(format_table(("set", "M", "M_over_N", "psnr", "psnr_8bit", "mse_unit", "mse_pm1", "below_bora", "images"), rows))
+    columns = ("set", "M", "M_over_N", "psnr", "psnr_8bit", "mse_unit", "mse_pm1", "below_bora", "images")
+    print(format_table(columns, rows))
     print(
         f"Bora et al.'s best per-pixel MSE is >= {BORA_BEST_MSE} (GANZ Sec. 4; PSNR 16.02 dB on [0, 1]); below_bora "
         "counts images with mse_unit under it.  mse_unit: images on [0, 1]; mse_pm1: on [-1, 1] (4x)."
@@ -303,7 +316,9 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lightning_modules.ganz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m lightning_modules.ganz",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -18,7 +18,7 @@ the latent with the lowest final error.  Initialisations come from a seeded
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional
+from typing import Callable, Literal
 
 import torch
 from tqdm.auto import tqdm

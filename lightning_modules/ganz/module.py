@@ -172,8 +172,11 @@ class GANZ(AdversarialModule):
                 scheduler.step()
         global_batch = n * self.trainer.world_size
         self.images_seen += global_batch
-        self.generator_ema.update(self.generator, ema_beta(global_batch, self.ema_kimg, self.images_seen, self.ema_rampup))
-        self.log_dict({"train/loss_d": loss_d.detach(), "train/loss_g": loss_g.detach(), "train/M": measure}, prog_bar=True)
+        beta = ema_beta(global_batch, self.ema_kimg, self.images_seen, self.ema_rampup)
+        self.generator_ema.update(self.generator, beta)
+        self.log_dict(
+            {"train/loss_d": loss_d.detach(), "train/loss_g": loss_g.detach(), "train/M": measure}, prog_bar=True
+        )
         self.log_dict(
             {"train/k_t": self.k_t.clone(), "train/L_real": loss_real.detach(), "train/L_fake": loss_fake_d.detach()}
         )
