@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 
 import pytest
+import numpy as np
 from ganz_fixtures import save_checkpoint, tiny_ganz
 
 from lightning_modules.ganz.__main__ import main as ganz_cli
 from lightning_modules.ganz.format import HEADER_SIZE
+from lightning_modules.ganz.rate_distortion import fit_to_shape, ood_images
 
 
 def test_rd_command_writes_table_plot_and_grids(tmp_path, capsys):
@@ -37,3 +39,15 @@ def test_rd_command_writes_table_plot_and_grids(tmp_path, capsys):
     for name in ("rd.md", "rd_psnr_bpp.png", "rd_grid_test.png", "rd_grid_ood.png"):
         assert (out / name).stat().st_size > 0
     assert "| ood | GANZ |" in capsys.readouterr().out
+
+
+def test_images_are_centre_cropped_resized_and_converted():
+    wide = np.zeros((40, 60, 3), np.uint8)
+    wide[:, 10:50] = 200  # the centre 40 x 40 square is all 200; the side bands (cropped away) are 0
+    grey = fit_to_shape(wide, (1, 16, 16))
+    assert grey.shape == (16, 16) and grey.dtype == np.uint8 and grey.min() == grey.max() == 200
+    assert fit_to_shape(grey, (3, 8, 8)).shape == (8, 8, 3)
+    ood = ood_images((3, 32, 32), ("astronaut", "camera"))
+    assert ood.labels == ["astronaut", "camera"] and all(im.shape == (32, 32, 3) for im in ood.images)
+    with pytest.raises(ValueError, match="no image"):
+        ood_images((1, 32, 32), ("not_an_image",))

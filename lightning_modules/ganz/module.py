@@ -20,7 +20,8 @@ proportional gain of the k_t controller.  The global convergence measure (BEGAN 
 
 is logged every step with the losses and k_t (``train/loss_d``, ``train/loss_g``,
 ``train/k_t``, ``train/M``).  k_t is a buffer, so it is in the checkpoint and a resumed
-run continues the controller exactly.  BEGAN halves the learning rate when M stalls;
+run continues the controller exactly; under DDP its update uses the losses averaged over
+all processes, so every rank holds the same k_t.  BEGAN halves the learning rate when M stalls;
 here that is ``lr_decay_every`` (iterations), as BEGAN's reference code does it.
 
 The shared pieces of :class:`~lightning_modules.adversarial.AdversarialModule` are kept:
@@ -161,11 +162,14 @@ class GANZ(AdversarialModule):
         opt_g.step()
         self.untoggle_optimizer(opt_g)
 
-        # k_t update and the convergence measure M_global (BEGAN Sec. 3.4).
+        # k_t update and the convergence measure M_global (BEGAN Sec. 3.4), from the losses
+        # averaged over all processes, so every DDP rank keeps the same k_t.
         with torch.no_grad():
-            balance = self.gamma * loss_real.detach() - loss_g.detach()
+            stats = torch.stack([loss_real.detach(), loss_g.detach()]).float()
+            mean_real, mean_fake = self.trainer.strategy.reduce(stats, reduce_op="mean").unbind()
+            balance = self.gamma * mean_real - mean_fake
             self.k_t.copy_((self.k_t + self.lambda_k * balance).clamp(0.0, 1.0))
-            measure = loss_real.detach() + balance.abs()
+            measure = mean_real + balance.abs()
 
         if self.lr_decay_every is not None:
             for scheduler in self.lr_schedulers():
