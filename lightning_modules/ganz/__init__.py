@@ -1,0 +1,14 @@
+"""GANZ, seed paper "GANs for lossy image compression" (Smedemark-Margulies, Park, Vann).
+
+* :class:`GANZ` (``module``): the fit stage, BEGAN training with GANZ's generator (Fig. 6);
+* ``latent``: the compression latent and the ratio trick (keep/no/square/random linear layer);
+* ``inversion``: Eq. 1, z* = argmin ||G(z) - x||^2, batched, with restarts;
+* ``format`` and ``codec``: the ``.ganz`` file and the codec built on them;
+* ``sensing``: compressive sensing with the generator as prior (Sec. 4, Fig. 8);
+* ``rate_distortion``: GANZ against wavelets and standard codecs at equal size;
+* ``python -m lightning_modules.ganz compress|decompress|rd|cs``: the command line.
+"""
+
+from lightning_modules.ganz.module import GANZ
+
+__all__ = ["GANZ"]
