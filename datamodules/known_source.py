@@ -30,9 +30,10 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from analysis.divergence_entropy import check_distribution, entropy_bits
+from datamodules.base import TensorSplitLoaders
 from datamodules.digits import load_digits_tensors
 
 __all__ = ["KnownSourceDataModule", "law_probabilities", "largest_remainder_counts", "prototype_images"]
@@ -80,7 +81,7 @@ def prototype_images(num: int, resolution: int) -> torch.Tensor:
     return torch.stack(picked)
 
 
-class KnownSourceDataModule(LightningDataModule):
+class KnownSourceDataModule(TensorSplitLoaders, LightningDataModule):
     """Images from K prototypes with probabilities p, so H(X) = H(p) is known; batches ``(images, labels)``.
 
     Args:
@@ -137,8 +138,6 @@ class KnownSourceDataModule(LightningDataModule):
         self.train_set = self.val_set = self.test_set = None
         self._prototypes: Optional[torch.Tensor] = None
 
-    num_workers = 0  # in memory: workers would only add overhead
-
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (1, self.resolution, self.resolution)
@@ -172,21 +171,6 @@ class KnownSourceDataModule(LightningDataModule):
         self.train_set = self._split(self.num_images, self.seed)
         self.val_set = self._split(self.num_val_images, self.seed + 1)
         self.test_set = self._split(self.num_val_images, self.seed + 2)
-
-    def _loader(self, dataset: TensorDataset, train: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=train, drop_last=train)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
 
     def describe(self) -> str:
         """One line: K, p's law and H(X)."""

@@ -142,7 +142,8 @@ def plot_tradeoff(
     """One panel per divergence: the d(eps) curve of Eq. 11 for the reports' p, H(X), and the learned points.
 
     A learned point sits at (eps, D(p || q)); KL's infinite points (a prototype never
-    generated) are drawn as upward triangles at the top edge.  All reports must share p.
+    generated) are drawn as upward triangles at the top edge, and the KL of the smoothed q
+    as grey crosses.  All reports must share p.
     """
     import matplotlib
 
@@ -166,11 +167,16 @@ def plot_tradeoff(
         finite = [r for r in reports if math.isfinite(r[f"D_{name}"])]
         infinite = [r for r in reports if not math.isfinite(r[f"D_{name}"])]
         top = max([r[f"D_{name}"] for r in finite] + [float(curve[np.isfinite(curve)][0])]) * 1.15
+        if name == "kl":
+            top = max(top, max(r["kl_smoothed_bits"] for r in reports) * 1.15)
         ax.scatter([r["eps_bits"] for r in finite], [r[f"D_{name}"] for r in finite], color="tab:red", zorder=3,
                    label="trained GAN, D(p||q)")
         if infinite:
             ax.scatter([r["eps_bits"] for r in infinite], [top] * len(infinite), marker="^", color="tab:red",
                        facecolors="none", zorder=3, label="D = inf (a prototype never generated)")
+        if name == "kl":  # a finite estimate where KL is infinite; smoothing adds entropy, so it is not bound
+            ax.scatter([r["eps_bits"] for r in reports], [r["kl_smoothed_bits"] for r in reports], marker="x",
+                       color="tab:gray", zorder=3, label=f"KL, q smoothed (+{reports[0]['smoothing']:g} per cell)")
         ax.axvline(h_p, color="tab:blue", ls="--", lw=1, label=f"H(X) = {h_p:.3f} bits")
         ax.set_ylim(0, top * 1.05)
         ax.set_xlabel("eps = H(Z) (bits)")

@@ -25,13 +25,16 @@ import shlex
 import shutil
 import subprocess
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 __all__ = [
     "ROOT",
     "add_sweep_arguments",
+    "make_parser",
+    "run_grid",
+    "sweep_name",
     "markdown_table",
     "run_fit",
     "run_test",
@@ -49,6 +52,38 @@ def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         cut = argv.index("--")
         return argv[:cut], argv[cut + 1 :]
     return argv, []
+
+
+def make_parser(prog: str, doc: Optional[str], config_help: str, default_config: Optional[str] = None):
+    """An argument parser with the script's docstring, ``-c/--config`` and the shared options (below)."""
+    parser = argparse.ArgumentParser(
+        prog=f"python scripts/{prog}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-c", "--config", required=default_config is None, default=default_config, help=config_help)
+    return parser
+
+
+def sweep_name(args: argparse.Namespace, prefix: str) -> str:
+    """``--name``, or ``<prefix>/<config file stem>``."""
+    return args.name or os.path.join(prefix, os.path.splitext(os.path.basename(args.config))[0])
+
+
+def run_grid(
+    args: argparse.Namespace, points: Sequence[Any], run_point: Callable[[Any], int], merge: Callable[[], Any]
+) -> int:
+    """Run ``run_point`` on every point (or the ``--array-index`` one), then ``merge``; the exit status.
+
+    Stops at the first failing point.  ``--dry-run`` and an array task do not merge;
+    ``--merge-only`` only merges.  A merge that finds nothing (returns a falsy value) is status 1.
+    """
+    if not args.merge_only:
+        for point in select_points(points, args.array_index):
+            code = run_point(point)
+            if code:
+                return code
+    if args.dry_run or args.array_index is not None:
+        return 0
+    return 0 if merge() else 1
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser, default_name: str) -> None:

@@ -25,7 +25,6 @@ Arguments after ``--`` go to every ``train.py`` call (e.g. ``-- --trainer.max_ep
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -36,7 +35,8 @@ for path in (ROOT, os.path.join(ROOT, "scripts")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from _sweep import add_sweep_arguments, run_fit, run_test, select_points, split_extra, train_command  # noqa: E402
+from _sweep import add_sweep_arguments, make_parser, run_fit, run_grid, run_test, split_extra  # noqa: E402
+from _sweep import sweep_name, train_command  # noqa: E402
 from evaluation.robustness import (  # noqa: E402
     plot_robustness,
     read_csv,
@@ -112,10 +112,7 @@ def run_one(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv, extra = split_extra(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="python scripts/i2i_sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-c", "--config", required=True, help="a NoisyI2I config with the NoiseRobustness callback")
+    parser = make_parser("i2i_sweep.py", __doc__, "a NoisyI2I config with the NoiseRobustness callback")
     parser.add_argument(
         "--sigma-t2", type=float, nargs="+", required=True, help="training-noise variances ([-1, 1] scale)"
     )
@@ -125,16 +122,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--sigma-t2 values must be >= 0, got {args.sigma_t2}")
     if not os.path.isfile(args.config):
         parser.error(f"no config at {args.config}")
-    name = args.name or os.path.join("i2i_sweep", os.path.splitext(os.path.basename(args.config))[0])
+    name = sweep_name(args, "i2i_sweep")
     values = sorted(set(args.sigma_t2))
-    if not args.merge_only:
-        for value in select_points(values, args.array_index):
-            code = run_one(args.config, value, args.save_dir, name, extra, args.force, args.dry_run)
-            if code:
-                return code
-    if args.dry_run or args.array_index is not None:
-        return 0
-    return 0 if merge(args.save_dir, name, values) else 1
+    return run_grid(
+        args,
+        values,
+        lambda value: run_one(args.config, value, args.save_dir, name, extra, args.force, args.dry_run),
+        lambda: merge(args.save_dir, name, values),
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,7 @@ for path in (ROOT, os.path.join(ROOT, "scripts")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from _sweep import add_sweep_arguments, markdown_table, run_fit, select_points, split_extra, train_command  # noqa: E402
-from _sweep import write_rows  # noqa: E402
+import _sweep  # noqa: E402
 from callbacks.known_source import RESULT_FILE  # noqa: E402
 from evaluation.known_source import plot_tradeoff  # noqa: E402
 
@@ -68,7 +67,7 @@ def fit_command(config: str, bits: int, dim: int, save_dir: str, name: str, extr
         "--model.init_args.noise.bits", str(bits),
         "--model.init_args.noise.dim", str(dim),
     ]  # fmt: skip
-    return train_command("fit", config, overrides, save_dir, os.path.join(name, f"b{bits}_n{dim}"), "fit", extra)
+    return _sweep.train_command("fit", config, overrides, save_dir, os.path.join(name, f"b{bits}_n{dim}"), "fit", extra)
 
 
 def merge(save_dir: str, name: str, points: Sequence[tuple[int, int]]) -> Optional[dict[str, str]]:
@@ -88,41 +87,35 @@ def merge(save_dir: str, name: str, points: Sequence[tuple[int, int]]) -> Option
         return None
     reports.sort(key=lambda r: (r["eps_bits"], r["bits"]))
     folder = os.path.join(save_dir, name)
-    paths = write_rows(reports, folder, "known_source", COLUMNS)
+    paths = _sweep.write_rows(reports, folder, "known_source", COLUMNS)
     paths["png"] = plot_tradeoff(
         reports,
         os.path.join(folder, "known_source.png"),
         title=f"known source: {len(reports[0]['p'])} prototypes, H(X) = {reports[0]['H_p_bits']:.3f} bits",
     )
-    print(markdown_table(reports, COLUMNS))
+    print(_sweep.markdown_table(reports, COLUMNS))
     print("\nwrote", *paths.values(), sep="\n  ")
     return paths
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv, extra = split_extra(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="python scripts/known_source.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="a NoiseDimGAN config on KnownSourceDataModule")
+    argv, extra = _sweep.split_extra(sys.argv[1:] if argv is None else argv)
+    parser = _sweep.make_parser("known_source.py", __doc__, "a NoiseDimGAN config on KnownSourceDataModule", DEFAULT_CONFIG)
     parser.add_argument("--grid", type=parse_point, nargs="+", default=[parse_point(p) for p in DEFAULT_GRID],
-                        help=f"BITSxDIM points (default: {' '.join(DEFAULT_GRID)})")
-    add_sweep_arguments(parser, "known_source/<config file stem>")
+                        help=f"BITSxDIM points (default: {' '.join(DEFAULT_GRID)})")  # fmt: skip
+    _sweep.add_sweep_arguments(parser, "known_source/<config file stem>")
     args = parser.parse_args(argv)
     if not os.path.isfile(args.config):
         parser.error(f"no config at {args.config}")
-    name = args.name or os.path.join("known_source", os.path.splitext(os.path.basename(args.config))[0])
+    name = _sweep.sweep_name(args, "known_source")
     points = sorted(set(args.grid))
-    if not args.merge_only:
-        for bits, dim in select_points(points, args.array_index):
-            cmd = fit_command(args.config, bits, dim, args.save_dir, name, extra)
-            code = run_fit(cmd, fit_folder(args.save_dir, name, bits, dim), args.force, args.dry_run)
-            if code:
-                return code
-    if args.dry_run or args.array_index is not None:
-        return 0
-    return 0 if merge(args.save_dir, name, points) else 1
 
+    def run_point(point: tuple[int, int]) -> int:
+        bits, dim = point
+        cmd = fit_command(args.config, bits, dim, args.save_dir, name, extra)
+        return _sweep.run_fit(cmd, fit_folder(args.save_dir, name, bits, dim), args.force, args.dry_run)
+
+    return _sweep.run_grid(args, points, run_point, lambda: merge(args.save_dir, name, points))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,7 +31,6 @@ array task, in the order ``--dry-run`` lists; ``--merge-only`` afterwards) are t
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -43,16 +42,7 @@ for path in (ROOT, os.path.join(ROOT, "scripts")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from _sweep import (  # noqa: E402
-    add_sweep_arguments,
-    markdown_table,
-    run_fit,
-    run_test,
-    select_points,
-    split_extra,
-    train_command,
-    write_rows,
-)
+import _sweep  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "noise_dim", "cifar10_biggan.yaml")
 #: The paper's Fig. 2 sweeps n from 1 up past Table 3's bound (475-477 for CIFAR10 in float32).
@@ -79,9 +69,9 @@ def commands(config: str, ch: int, n: int, save_dir: str, name: str, extra: Sequ
     fit_dir, _ = run_folders(save_dir, name, ch, n)
     overrides = ["--model.init_args.noise.dim", str(n), "--model.init_args.ch", str(ch)]
     run_name = os.path.join(name, _tag(ch, n))
-    fit = train_command("fit", config, overrides, save_dir, run_name, "fit", extra)
+    fit = _sweep.train_command("fit", config, overrides, save_dir, run_name, "fit", extra)
     last = os.path.join(fit_dir, "checkpoints", "last.ckpt")
-    return fit, train_command("test", config, overrides, save_dir, run_name, "test", extra, ckpt_path=last)
+    return fit, _sweep.train_command("test", config, overrides, save_dir, run_name, "test", extra, ckpt_path=last)
 
 
 def read_test_metrics(test_dir: str, fit_dir: str) -> dict[str, Any]:
@@ -109,7 +99,8 @@ def run_point(config: str, ch: int, n: int, save_dir: str, name: str, extra: Seq
     fit, test = commands(config, ch, n, save_dir, name, extra)
     fit_dir, test_dir = run_folders(save_dir, name, ch, n)
     result = os.path.join(test_dir, RESULT_FILE)
-    code = run_fit(fit, fit_dir, force, dry_run) or run_test(test, test_dir, result, fit_dir, force, dry_run)
+    code = _sweep.run_fit(fit, fit_dir, force, dry_run)
+    code = code or _sweep.run_test(test, test_dir, result, fit_dir, force, dry_run)
     if code or dry_run or os.path.isfile(result):
         return code
     record = {"ch": ch, "n": n, **read_test_metrics(test_dir, fit_dir)}
@@ -204,7 +195,7 @@ def merge(save_dir: str, name: str, grid: Sequence[tuple[int, int]], bound: Opti
 def write_results(rows: list[dict], folder: str, bound: Optional[dict], save_dir: str = "", name: str = "") -> dict:
     """Table, FID/KID plots and sample figures of ``rows`` (each: ch, n, eps_bits, fid, kid_mean, ...)."""
     rows = sorted(rows, key=lambda r: (r["ch"], r["n"]))
-    paths = write_rows(rows, folder, "noise_dim", COLUMNS)
+    paths = _sweep.write_rows(rows, folder, "noise_dim", COLUMNS)
     if bound is not None:
         with open(os.path.join(folder, "theorem_4_2.json"), "w") as handle:
             json.dump(bound, handle, indent=2)
@@ -215,7 +206,7 @@ def write_results(rows: list[dict], folder: str, bound: Optional[dict], save_dir
         samples = _plot_samples(save_dir, name, ch, dims, os.path.join(folder, f"samples_ch{ch}.png"))
         if samples:
             paths[f"samples_ch{ch}"] = samples
-    print(markdown_table(rows, COLUMNS))
+    print(_sweep.markdown_table(rows, COLUMNS))
     if bound is not None:
         print(f"\nTheorem 4.2: n >= {bound['lower']:.2f} (n_min = {bound['n_min']}) from {bound['bits']:.1f} bits/image "
               f"({bound['codec']}) and H({bound['format']})")
@@ -224,39 +215,33 @@ def write_results(rows: list[dict], folder: str, bound: Optional[dict], save_dir
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv, extra = split_extra(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="python scripts/sweep_noise_dim.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="a NoiseDimGAN config with GenerativeMetrics")
+    argv, extra = _sweep.split_extra(sys.argv[1:] if argv is None else argv)
+    parser = _sweep.make_parser("sweep_noise_dim.py", __doc__, "a NoiseDimGAN config with GenerativeMetrics", DEFAULT_CONFIG)
     parser.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS), help="noise dimensions n")
     parser.add_argument("--ch", type=int, nargs="+", default=list(DEFAULT_CH), help="capacities (model.init_args.ch)")
     parser.add_argument("--rate-json", help="a `python -m analysis codec-rate --out` JSON: Theorem 4.2's line")
     parser.add_argument("--bits-per-image", type=float, help="a lossless rate in bits per image, instead")
     parser.add_argument("--format", default="float32", help="noise format of the bound (default: float32)")
-    add_sweep_arguments(parser, "noise_dim_sweep/<config file stem>")
+    _sweep.add_sweep_arguments(parser, "noise_dim_sweep/<config file stem>")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.dims) or any(c < 1 for c in args.ch):
         parser.error("--dims and --ch must be >= 1")
     if not os.path.isfile(args.config):
         parser.error(f"no config at {args.config}")
-    name = args.name or os.path.join("noise_dim_sweep", os.path.splitext(os.path.basename(args.config))[0])
-    grid = [(ch, n) for ch in sorted(set(args.ch)) for n in sorted(set(args.dims))]
     from analysis.cli import UsageError
 
     try:
         bound = theorem_bound(args.rate_json, args.bits_per_image, args.format)  # fails early on a bad rate file
     except (UsageError, ValueError) as err:
         parser.error(str(err))
-    if not args.merge_only:
-        for ch, n in select_points(grid, args.array_index):
-            code = run_point(args.config, ch, n, args.save_dir, name, extra, args.force, args.dry_run)
-            if code:
-                return code
-    if args.dry_run or args.array_index is not None:
-        return 0
-    return 0 if merge(args.save_dir, name, grid, bound) else 1
-
+    name = _sweep.sweep_name(args, "noise_dim_sweep")
+    grid = [(ch, n) for ch in sorted(set(args.ch)) for n in sorted(set(args.dims))]
+    return _sweep.run_grid(
+        args,
+        grid,
+        lambda point: run_point(args.config, *point, args.save_dir, name, extra, args.force, args.dry_run),
+        lambda: merge(args.save_dir, name, grid, bound),
+    )
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,5 @@
 """BigGAN networks (hierarchical latent, spectral norm, conditioning) and NoiseDimGAN's biggan backbone."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from lightning.pytorch import Trainer
@@ -10,9 +8,6 @@ from datamodules import DigitsDataModule
 from lightning_modules import NoiseDimGAN, NoiseSpec
 from lightning_modules.nets.biggan import BigGANDiscriminator, BigGANGenerator, SelfAttention, split_latent
 from train import main
-
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = str(ROOT / "configs" / "noise_dim" / "digits_demo.yaml")
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 20, 129])
@@ -148,15 +143,11 @@ def test_unlabelled_data_in_a_conditional_model_is_an_error_naming_num_classes()
 
 
 def test_fit_biggan_through_the_cli(tmp_path):
+    from test_train_cli import _args  # the demo config with the CLI test's settings
+
     cli = main(
-        [
-            "fit",
-            "-c",
-            DEMO,
-            f"--trainer.logger.init_args.save_dir={tmp_path}",
-            f"--trainer.default_root_dir={tmp_path}",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false",
+        _args(
+            tmp_path,
             "--trainer.fast_dev_run=true",
             "--model.init_args.backbone=biggan",
             "--model.init_args.ch=4",
@@ -164,7 +155,7 @@ def test_fit_biggan_through_the_cli(tmp_path):
             "--model.init_args.loss=hinge",
             "--model.init_args.betas=[0.0, 0.999]",
             "--model.init_args.noise.dim=5",
-        ]
+        )
     )
     assert cli.trainer.global_step == 2
     assert isinstance(cli.model.generator, BigGANGenerator)
