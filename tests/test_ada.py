@@ -138,3 +138,35 @@ def test_controller_settings_are_checked():
         with pytest.raises(ValueError, match=key):
             AdaptiveAugment(pipe, **kw)
     assert math.isnan(AdaptiveAugment(pipe).rt)
+
+
+class _Overfit(torch.nn.Module):
+    """A discriminator that calls every image real (logit +5): r_t = 1, the overfitting signal."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return x.flatten(1).sum(1) * self.w + 5.0
+
+
+def test_p_rises_in_training_and_is_checkpointed(tmp_path):
+    from lightning.pytorch import Trainer
+
+    from datamodules import DigitsDataModule
+
+    torch.manual_seed(0)
+    # 16 images per step, adjusted every step, 0 -> 1 in 64 images: +0.25 per D step.
+    model = NoiseDimGAN(NoiseSpec(dim=4), channels=1, g_width=4, d_width=4, augment="ada", ada_kimg=0.064,
+                        ada_interval=1)  # fmt: skip
+    model.discriminator = _Overfit()
+    trainer = Trainer(max_steps=6, limit_val_batches=0, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model, DigitsDataModule(batch_size=16))
+    assert float(model.augment_pipe.p) == pytest.approx(0.75)  # 3 D steps
+    assert trainer.callback_metrics["train/ada_p"] == pytest.approx(0.75)
+    assert trainer.callback_metrics["train/ada_rt"] == 1.0
+    path = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(path)
+    assert torch.load(path, weights_only=True)["state_dict"]["augment_pipe.p"] == pytest.approx(0.75)
