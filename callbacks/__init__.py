@@ -3,8 +3,17 @@
 from callbacks.condition_number import ConditionNumber
 from callbacks.de_gan_eval import DEGANEvaluation
 from callbacks.generative_metrics import GenerativeMetrics
+from callbacks.known_source import KnownSourceEvaluation
 from callbacks.paths import run_dir
 from callbacks.robustness import NoiseRobustness
 from callbacks.sample_grid import SampleGrid
 
-__all__ = ["ConditionNumber", "DEGANEvaluation", "GenerativeMetrics", "NoiseRobustness", "SampleGrid", "run_dir"]
+__all__ = [
+    "ConditionNumber",
+    "DEGANEvaluation",
+    "GenerativeMetrics",
+    "KnownSourceEvaluation",
+    "NoiseRobustness",
+    "SampleGrid",
+    "run_dir",
+]

@@ -11,6 +11,7 @@ from datamodules.degradations import DEGRADATIONS, build_degradation
 from datamodules.digits import DigitsDataModule
 from datamodules.encoded import CorruptImageError
 from datamodules.image_folder import FFHQDataModule, ImageFolderDataModule
+from datamodules.known_source import KnownSourceDataModule
 from datamodules.lsun import LSUNDataModule
 from datamodules.mnist import MNISTDataModule
 from datamodules.paired import AlignedPairsDataModule, PairedI2IDataModule
@@ -26,6 +27,7 @@ __all__ = [
     "FFHQDataModule",
     "ImageDataModule",
     "ImageFolderDataModule",
+    "KnownSourceDataModule",
     "LSUNDataModule",
     "MNISTDataModule",
     "PairedI2IDataModule",

@@ -36,6 +36,7 @@ __all__ = [
     "ImageDataModule",
     "ImageTransform",
     "InMemoryImageDataset",
+    "TensorSplitLoaders",
     "TransformedDataset",
     "check_fractions",
     "split_indices",
@@ -354,3 +355,39 @@ class ImageDataModule(LightningDataModule, ABC):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+
+class TensorSplitLoaders:
+    """Loaders of a DataModule whose splits live in memory (``train_set``, ``val_set``, ``test_set``).
+
+    Training batches are shuffled and the last incomplete one dropped; the others keep order.
+    Predict uses the test split.  Needs ``batch_size`` and ``num_workers`` attributes.
+    """
+
+    batch_size: int
+    num_workers: int = 0
+    train_set: Optional[Dataset]
+    val_set: Optional[Dataset]
+    test_set: Optional[Dataset]
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)

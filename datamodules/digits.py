@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from datamodules.base import check_fractions, stratified_split
+from datamodules.base import TensorSplitLoaders, check_fractions, stratified_split
 
 __all__ = ["DigitsDataModule", "load_digits_tensors"]
 
@@ -30,7 +30,7 @@ def load_digits_tensors(resolution: int = 32) -> tuple[torch.Tensor, torch.Tenso
     return images, torch.from_numpy(digits.target).long()
 
 
-class DigitsDataModule(LightningDataModule):
+class DigitsDataModule(TensorSplitLoaders, LightningDataModule):
     """scikit-learn's 8x8 handwritten digits, upsampled; batches are ``(images, labels)``.
 
     Args:
@@ -74,25 +74,3 @@ class DigitsDataModule(LightningDataModule):
         self.train_set = TensorDataset(images[train], labels[train])
         self.val_set = TensorDataset(images[val], labels[val])
         self.test_set = TensorDataset(images[test], labels[test])
-
-    def _loader(self, dataset: TensorDataset, train: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)

@@ -8,9 +8,15 @@ _init_adversarial` once; this class does the rest with Lightning manual optimisa
 
 * noise from the run's :class:`~lightning_modules.noise.NoiseSpec`;
 * the min-max game of the seed paper "Noise dimension of GAN", Eq. 2, with a loss from
-  :mod:`lightning_modules.losses`;
+  :mod:`lightning_modules.losses`; ``d_steps_per_g`` D steps (one per batch) per G step;
 * an EMA of the generator's weights (``generator_ema``), used for samples and metrics;
 * logging under ``train/`` and ``val/``; a TensorBoard custom-scalars layout.
+
+Hooks a method overrides instead of the steps: :meth:`AdversarialModule.fake_images` (G on
+fresh noise), :meth:`AdversarialModule.critic` (D's logits on one batch) and
+:meth:`AdversarialModule.discriminate` (on a real and a fake batch).  Each takes the
+batch's class ``labels`` (``None`` for unlabelled batches), which unconditional methods
+ignore and conditional ones (BigGAN) feed to G and D.
 
 Step counting.  Lightning's ``trainer.global_step`` counts *optimiser* steps, so one GAN
 iteration (D step + G step) advances it by 2: ``--trainer.max_steps`` and the ``step=``
@@ -66,8 +72,13 @@ class AdversarialModule(LightningModule):
         betas: tuple[float, float],
         ema_kimg: float,
         ema_rampup: Optional[float],
+        d_steps_per_g: int = 1,
     ) -> None:
-        """Set up the shared recipe; call after ``self.generator``/``self.discriminator`` exist."""
+        """Set up the shared recipe; call after ``self.generator``/``self.discriminator`` exist.
+
+        ``d_steps_per_g``: discriminator steps per generator step.  Each batch is one D step;
+        the G step (and the EMA update) follows every ``d_steps_per_g``-th of them.
+        """
         self.automatic_optimization = False
         self.noise = noise
         self.image_shape = tuple(image_shape)
@@ -76,6 +87,10 @@ class AdversarialModule(LightningModule):
         if ema_kimg < 0:
             raise ValueError(f"ema_kimg must be >= 0, got {ema_kimg}")
         self.ema_kimg, self.ema_rampup = ema_kimg, ema_rampup
+        if isinstance(d_steps_per_g, bool) or not isinstance(d_steps_per_g, int) or d_steps_per_g < 1:
+            raise ValueError(f"model.init_args.d_steps_per_g must be an integer >= 1, got {d_steps_per_g!r}")
+        self.d_steps_per_g = d_steps_per_g
+        self.d_steps = 0  # D steps taken so far (saved in checkpoints): places the G steps
         self.generator_ema = EMA(self.generator)
         # Real images shown to D so far, all processes together. A plain int (no device sync
         # per step), saved in checkpoints by on_save_checkpoint.
@@ -153,17 +168,34 @@ class AdversarialModule(LightningModule):
     def _images(batch: Any) -> torch.Tensor:
         return batch[0] if isinstance(batch, (tuple, list)) else batch
 
-    def discriminate(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's logits on a real and a generated batch (two forward passes; methods may batch them)."""
-        return self.discriminator(real), self.discriminator(fake)
+    @staticmethod
+    def _labels(batch: Any) -> Optional[torch.Tensor]:
+        """The batch's class labels (``(images, labels)`` batches), else ``None``."""
+        if isinstance(batch, (tuple, list)) and len(batch) > 1 and isinstance(batch[1], torch.Tensor):
+            return batch[1]
+        return None
 
-    def discriminator_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+    def fake_images(self, batch_size: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """G's images from ``batch_size`` fresh noise draws (``labels``: for conditional methods)."""
+        return self.generator(self.sample_noise(batch_size).to(self._compute_dtype))
+
+    def critic(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """D's logits on one batch (``labels``: for conditional methods)."""
+        return self.discriminator(images)
+
+    def discriminate(
+        self, real: torch.Tensor, fake: torch.Tensor, labels: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits on a real and a generated batch (two forward passes; methods may batch them)."""
+        return self.critic(real, labels), self.critic(fake, labels)
+
+    def discriminator_step(self, real: torch.Tensor, labels: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """Update D on a real batch and as many fakes (Eq. 2, the max over f)."""
         opt_d = self.optimizers()[1]
         self.toggle_optimizer(opt_d)
         with torch.no_grad():
-            fake = self.generator(self.sample_noise(real.shape[0]).to(self._compute_dtype))
-        real_logits, fake_logits = self.discriminate(real, fake)
+            fake = self.fake_images(real.shape[0], labels)
+        real_logits, fake_logits = self.discriminate(real, fake, labels)
         loss = self.d_loss(real_logits, fake_logits)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -171,12 +203,12 @@ class AdversarialModule(LightningModule):
         self.untoggle_optimizer(opt_d)
         return {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
 
-    def generator_step(self, batch_size: int) -> dict[str, torch.Tensor]:
+    def generator_step(self, batch_size: int, labels: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """Update G against the current D (Eq. 2, the min over theta)."""
         opt_g = self.optimizers()[0]
         self.toggle_optimizer(opt_g)
-        fake = self.generator(self.sample_noise(batch_size).to(self._compute_dtype))
-        loss = self.g_loss(self.discriminator(fake))
+        fake = self.fake_images(batch_size, labels)
+        loss = self.g_loss(self.critic(fake, labels))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         opt_g.step()
@@ -184,28 +216,32 @@ class AdversarialModule(LightningModule):
         return {"loss_g": loss.detach()}
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        real = self._images(batch)
-        logs = self.discriminator_step(real)
-        logs.update(self.generator_step(real.shape[0]))
+        real, labels = self._images(batch), self._labels(batch)
+        logs = self.discriminator_step(real, labels)
+        self.d_steps += 1
         global_batch = real.shape[0] * self.trainer.world_size
         self.images_seen += global_batch
-        beta = ema_beta(global_batch, self.ema_kimg, self.images_seen, self.ema_rampup)
-        self.generator_ema.update(self.generator, beta)
+        if self.d_steps % self.d_steps_per_g == 0:
+            logs.update(self.generator_step(real.shape[0], labels))
+            beta = ema_beta(global_batch * self.d_steps_per_g, self.ema_kimg, self.images_seen, self.ema_rampup)
+            self.generator_ema.update(self.generator, beta)
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=True)
         self.log("train/kimg", self.images_seen / 1000.0)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["images_seen"] = self.images_seen
+        checkpoint["d_steps"] = self.d_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.images_seen = int(checkpoint.get("images_seen", 0))
+        self.d_steps = int(checkpoint.get("d_steps", 0))
 
     def _evaluate(self, batch: Any, split: str) -> None:
         """D's mean logits on held-out reals and on EMA samples: a growing gap shows D overfitting."""
-        real = self._images(batch)
+        real, labels = self._images(batch), self._labels(batch)
         fake = self.generate(batch_size=real.shape[0])
         self.log_dict(
-            {f"{split}/d_real": self.discriminator(real).mean(), f"{split}/d_fake": self.discriminator(fake).mean()},
+            {f"{split}/d_real": self.critic(real, labels).mean(), f"{split}/d_fake": self.critic(fake).mean()},
             sync_dist=True,
         )
 

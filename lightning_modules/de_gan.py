@@ -315,8 +315,12 @@ class DEGAN(AdversarialModule):
             return out_real[0], out_fake[0], out_real[1], out_fake[1]
         return out_real, out_fake, None, None
 
-    def discriminate(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's logits for the shared D step (L_D, Eq. 10; Algorithm 1, lines 3-9), through ``joint_batch``."""
+    def discriminate(
+        self, real: torch.Tensor, fake: torch.Tensor, labels: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits for the shared D step (L_D, Eq. 10; Algorithm 1, lines 3-9), through ``joint_batch``.
+
+        DE-GAN is unconditional: ``labels`` are ignored."""
         real_logits, fake_logits, _, _ = self._discriminate(real, fake)
         return real_logits, fake_logits
 

@@ -5,23 +5,46 @@ With noise Z^n stored in a float format, the generator's output has entropy
 H(G(Z)) <= H(Z^n) = n H(format) (Lemma 4.1, Eq. 7-8), so a perfect GAN needs
 n >= H(X) / H(format) (Theorem 4.2, Eq. 9); with fewer noise bits the best reachable
 divergence is d(eps) (Eq. 11).  This module trains a GAN with any ``NoiseSpec`` and logs
-its entropy in bits with the hyperparameters.  Backbones: ``dcgan`` (here); BigGAN and
-StyleGAN2-ADA come in later issues.
+its entropy eps = H(Z^n) in bits with the hyperparameters (``noise/entropy_bits``).
 
-Recipe: non-saturating loss, Adam (lr 2e-4, betas (0.5, 0.999), as in DCGAN), one D
-step then one G step per batch, EMA of G's weights for samples.
+Backbones (Sec. 5.1 of the paper trains BigGAN and StyleGAN2-ADA):
+
+* ``dcgan`` -- the small DCGAN of :mod:`lightning_modules.nets.dcgan` (non-saturating
+  loss, Adam 2e-4, betas (0.5, 0.999));
+* ``biggan`` -- :mod:`lightning_modules.nets.biggan` (hierarchical latent over any n,
+  shared class embedding with ``num_classes`` > 0, self-attention, spectral norm, capacity
+  ``ch``).  BigGAN's CIFAR recipe is a config: hinge loss, Adam 2e-4 / 2e-4 with betas
+  (0, 0.999), ``d_steps_per_g: 4``, EMA (``configs/noise_dim/cifar10_biggan.yaml``).
+
+Conditional training (``num_classes`` > 0) takes the labels of each real batch: D scores
+the real images with their labels, and G draws as many fakes *with the same labels*, so
+the fakes follow the data's class frequencies.  ``generate(z)`` without labels (sample
+grids, FID) uses labels ``i mod num_classes`` for the i-th sample.
+
+``augment: ada`` puts ADA's augmentation (:mod:`lightning_modules.nets.ada`) in front of
+D in training steps: D sees augment(real) and augment(fake) in the D step and
+augment(fake) in the G step; p follows the overfitting heuristic r_t (``ada_target``) or
+stays at ``augment_p`` (``ada_target: null``).  p is a buffer of ``augment_pipe``, so it is
+in every checkpoint; ``train/ada_p`` and ``train/ada_rt`` log it.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
+
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_modules.adversarial import AdversarialModule
 from lightning_modules.losses import LossName
+from lightning_modules.nets.ada import AdaptiveAugment, AugmentPipe
+from lightning_modules.nets.biggan import BigGANDiscriminator, BigGANGenerator
 from lightning_modules.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from lightning_modules.noise import NoiseSpec
 
 __all__ = ["NoiseDimGAN"]
+
+BACKBONES = ("dcgan", "biggan")
 
 
 class NoiseDimGAN(AdversarialModule):
@@ -29,44 +52,94 @@ class NoiseDimGAN(AdversarialModule):
 
     Args:
         noise: the generator's input noise (dimension n, distribution, format, bits).
-        backbone: generator/discriminator architecture; ``dcgan``.
-        resolution: image side in pixels (a power of two >= 8); must match the data.
+        backbone: generator/discriminator architecture: ``dcgan`` or ``biggan``.
+        resolution: image side in pixels; must match the data (DCGAN: a power of two
+            >= 8; BigGAN: 32, 64 or 128).
         channels: image channels; must match the data.
-        g_width: generator width (channels of its last hidden layer).
-        d_width: discriminator width (channels of its first layer).
+        g_width: generator width (DCGAN: channels of its last hidden layer; BigGAN: G_ch).
+        d_width: discriminator width (DCGAN: channels of its first layer; BigGAN: D_ch).
+        ch: capacity multiplier; when set, it replaces both ``g_width`` and ``d_width``
+            (the capacity the paper's Fig. 2(a) varies). ``null`` keeps them.
+        num_classes: classes of a conditional BigGAN (shared embedding in G, projection
+            in D); 0 trains an unconditional GAN.  The data's labels must lie in
+            [0, num_classes).
+        shared_dim: width of BigGAN's shared class embedding.
+        attn_resolution: resolution of BigGAN's self-attention block (in G and D); 0 for none.
+        hierarchical: BigGAN's hierarchical latent (z split over the G blocks).
         loss: adversarial loss, ``non_saturating`` or ``hinge``.
         lr_g: generator Adam learning rate.
         lr_d: discriminator Adam learning rate.
         betas: Adam (beta1, beta2) for both networks.
+        d_steps_per_g: discriminator steps (one per batch) per generator step.
         ema_kimg: half-life of the generator EMA in thousands of images (StyleGAN2-ADA's
             ``ema_kimg``); 0 makes the EMA a copy of the current weights.
         ema_rampup: cap the EMA half-life at this fraction of the images seen so far
             (StyleGAN2-ADA's ``ema_rampup``); ``null`` for no ramp-up.
+        augment: ``none``, or ``ada`` (ADA's bgc augmentation of everything D sees).
+        augment_p: initial augmentation probability (the fixed one when ``ada_target`` is null).
+        ada_target: target of the overfitting heuristic r_t = E[sign(D(real))] (0.6 in the
+            ADA paper); ``null`` keeps p fixed at ``augment_p``.
+        ada_kimg: thousands of images for p to go from 0 to 1 (500 in the ADA paper).
+        ada_interval: training steps between adjustments of p (4 in the ADA paper).
     """
 
     def __init__(
         self,
         noise: NoiseSpec = NoiseSpec(dim=128),
-        backbone: Literal["dcgan"] = "dcgan",
+        backbone: Literal["dcgan", "biggan"] = "dcgan",
         resolution: int = 32,
         channels: int = 3,
         g_width: int = 64,
         d_width: int = 64,
+        ch: Optional[int] = None,
+        num_classes: int = 0,
+        shared_dim: int = 128,
+        attn_resolution: int = 0,
+        hierarchical: bool = True,
         loss: LossName = "non_saturating",
         lr_g: float = 2e-4,
         lr_d: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
+        d_steps_per_g: int = 1,
         ema_kimg: float = 10.0,
         ema_rampup: Optional[float] = 0.05,
+        augment: Literal["none", "ada"] = "none",
+        augment_p: float = 0.0,
+        ada_target: Optional[float] = 0.6,
+        ada_kimg: float = 500.0,
+        ada_interval: int = 4,
     ) -> None:
         super().__init__()
         noise = NoiseSpec.coerce(noise)
         self.save_hyperparameters(ignore=["noise"])
         self.hparams["noise"] = noise.to_dict()  # plain types: checkpoints load with weights_only
-        if backbone != "dcgan":
-            raise ValueError(f"unknown model.init_args.backbone {backbone!r}; expected 'dcgan'")
-        self.generator = DCGANGenerator(noise.dim, resolution, channels, g_width)
-        self.discriminator = DCGANDiscriminator(resolution, channels, d_width)
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown model.init_args.backbone {backbone!r}; expected one of: {', '.join(BACKBONES)}")
+        if ch is not None:
+            if ch < 1:
+                raise ValueError(f"model.init_args.ch must be >= 1, got {ch}")
+            g_width = d_width = ch
+        if num_classes < 0:
+            raise ValueError(f"model.init_args.num_classes must be >= 0 (0: unconditional), got {num_classes}")
+        self.num_classes = num_classes
+        if backbone == "dcgan":
+            if num_classes:
+                raise ValueError("model.init_args.num_classes > 0 needs backbone: biggan (the DCGAN is unconditional)")
+            self.generator = DCGANGenerator(noise.dim, resolution, channels, g_width)
+            self.discriminator = DCGANDiscriminator(resolution, channels, d_width)
+        else:
+            self.generator = BigGANGenerator(
+                noise.dim, resolution, channels, g_width, num_classes, shared_dim, attn_resolution, hierarchical
+            )
+            self.discriminator = BigGANDiscriminator(resolution, channels, d_width, num_classes, attn_resolution)
+        if augment not in ("none", "ada"):
+            raise ValueError(f"unknown model.init_args.augment {augment!r}; expected none or ada")
+        if not 0.0 <= augment_p <= 1.0:
+            raise ValueError(f"model.init_args.augment_p must be in [0, 1], got {augment_p}")
+        self.augment_pipe: Optional[AugmentPipe] = AugmentPipe(p=augment_p) if augment == "ada" else None
+        self.ada: Optional[AdaptiveAugment] = None
+        if self.augment_pipe is not None and ada_target is not None:
+            self.ada = AdaptiveAugment(self.augment_pipe, ada_target, ada_kimg, ada_interval)
         self._init_adversarial(
             noise=noise,
             image_shape=(channels, resolution, resolution),
@@ -76,4 +149,95 @@ class NoiseDimGAN(AdversarialModule):
             betas=betas,
             ema_kimg=ema_kimg,
             ema_rampup=ema_rampup,
+            d_steps_per_g=d_steps_per_g,
         )
+
+    # ------------------------------------------------------------------ conditioning
+    def default_labels(self, batch_size: int) -> Optional[torch.Tensor]:
+        """Labels ``i mod num_classes`` of sample i (conditional models), else None."""
+        if not self.num_classes:
+            return None
+        return torch.arange(batch_size, device=self.device) % self.num_classes
+
+    def _check_labels(self, labels: Optional[torch.Tensor], batch_size: int) -> Optional[torch.Tensor]:
+        if not self.num_classes:
+            return None
+        if labels is None:
+            return self.default_labels(batch_size)
+        labels = labels.to(self.device).long()
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(
+                f"model.init_args.num_classes is {self.num_classes}, but the data gives labels in "
+                f"[{int(labels.min())}, {int(labels.max())}] (-1: a dataset without labels); "
+                "set num_classes: 0 for unconditional training or match the data's classes"
+            )
+        return labels
+
+    def _g(self, net: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.hparams.backbone == "dcgan":
+            return net(z)
+        return net(z, self._check_labels(labels, z.shape[0]))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        z: Optional[torch.Tensor] = None,
+        batch_size: int = 64,
+        ema: bool = True,
+        labels: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Images in [-1, 1] from noise ``z`` (or ``batch_size`` fresh draws); EMA weights by default.
+
+        ``labels`` condition a conditional model (default: ``i mod num_classes``).
+        """
+        if z is None:
+            z = self.sample_noise(batch_size)
+        net = self.generator_ema if ema else self.generator
+        return self._g(net, z.to(self.device, self._compute_dtype), labels)
+
+    def fake_images(self, batch_size: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self._g(self.generator, self.sample_noise(batch_size).to(self._compute_dtype), labels)
+
+    def critic(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """D's logits; in training, on ADA-augmented images when ``augment: ada``."""
+        if self.training and self.augment_pipe is not None:
+            images = self.augment_pipe(images)
+        if self.hparams.backbone == "dcgan":
+            return self.discriminator(images)
+        return self.discriminator(images, self._check_labels(labels, images.shape[0]))
+
+    def discriminate(
+        self, real: torch.Tensor, fake: torch.Tensor, labels: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        real_logits, fake_logits = super().discriminate(real, fake, labels)
+        if self.ada is not None:
+            self.ada.accumulate(real_logits)  # r_t = E[sign(D(real))] (ADA Eq. 1), on augmented reals
+        return real_logits, fake_logits
+
+    # ------------------------------------------------------------------ ADA's p
+    def _reduce_sum(self, sign_sum: float, count: int) -> tuple[float, int]:
+        if self.trainer.world_size == 1:
+            return sign_sum, count
+        both = torch.tensor([sign_sum, float(count)], device=self.device, dtype=torch.float64)
+        both = self.trainer.strategy.reduce(both, reduce_op="sum")
+        return float(both[0]), int(both[1])
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.augment_pipe is None:
+            return
+        if self.ada is not None:
+            global_batch = self._images(batch).shape[0] * self.trainer.world_size
+            if self.ada.step(global_batch, reduce=self._reduce_sum):
+                self.log("train/ada_rt", self.ada.rt)
+        self.log("train/ada_p", float(self.augment_pipe.p))
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.hparams.backbone == "biggan" and self.hparams.loss != "hinge":
+            rank_zero_warn(f"BigGAN is trained with the hinge loss; this run uses model.init_args.loss={self.hparams.loss}")
+
+    def custom_scalars(self) -> dict[str, Any]:
+        layout = super().custom_scalars()
+        if self.augment_pipe is not None:
+            layout[type(self).__name__]["ADA (p and r_t)"] = ["Multiline", ["train/ada_p", "train/ada_rt"]]
+        return layout

@@ -16,7 +16,8 @@ to the sigma_t^2 that did best.
 A finished fit is not repeated, an interrupted one resumes from its ``last.ckpt``, and a
 test whose table is newer than its fit is not repeated (``--force`` redoes everything),
 so an interrupted sweep continues where it stopped.
-``--merge-only`` only merges; ``--dry-run`` prints the commands (e.g. for a SLURM array).
+``--merge-only`` only merges; ``--dry-run`` prints the commands; ``--array-index I`` runs the
+I-th sigma_t^2 alone (a SLURM array task), so ``--merge-only`` collects afterwards.
 Arguments after ``--`` go to every ``train.py`` call (e.g. ``-- --trainer.max_epochs 5``).
 
     python scripts/i2i_sweep.py -c configs/i2i/digits_sr8.yaml --sigma-t2 0 0.05 0.1 0.2 0.4
@@ -24,19 +25,18 @@ Arguments after ``--`` go to every ``train.py`` call (e.g. ``-- --trainer.max_ep
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shlex
-import shutil
-import subprocess
 import sys
 from typing import Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+for path in (ROOT, os.path.join(ROOT, "scripts")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
+from _sweep import add_sweep_arguments, make_parser, run_fit, run_grid, run_test, split_extra  # noqa: E402
+from _sweep import sweep_name, train_command  # noqa: E402
 from evaluation.robustness import (  # noqa: E402
     plot_robustness,
     read_csv,
@@ -59,20 +59,11 @@ def run_folders(save_dir: str, name: str, value: float) -> tuple[str, str]:
 def commands(config: str, value: float, save_dir: str, name: str, extra: Sequence[str]) -> tuple[list[str], list[str]]:
     """The ``train.py fit`` and ``train.py test`` command lines of one sigma_t^2."""
     fit_dir, _ = run_folders(save_dir, name, value)
-    common = [
-        "-c",
-        config,
-        "--model.init_args.sigma_t2",
-        repr(float(value)),
-        "--trainer.logger.init_args.save_dir",
-        save_dir,
-        "--trainer.logger.init_args.name",
-        os.path.join(name, _tag(value)),
-    ]
-    train = [sys.executable, os.path.join(ROOT, "train.py")]
-    fit = train + ["fit", *common, "--trainer.logger.init_args.version", "fit", *extra]
-    test = train + ["test", *common, "--trainer.logger.init_args.version", "test"]
-    test += ["--ckpt_path", os.path.join(fit_dir, "checkpoints", "last.ckpt"), *extra]
+    overrides = ["--model.init_args.sigma_t2", repr(float(value))]
+    run_name = os.path.join(name, _tag(value))
+    fit = train_command("fit", config, overrides, save_dir, run_name, "fit", extra)
+    last = os.path.join(fit_dir, "checkpoints", "last.ckpt")
+    test = train_command("test", config, overrides, save_dir, run_name, "test", extra, ckpt_path=last)
     return fit, test
 
 
@@ -112,74 +103,33 @@ def run_one(
     """
     fit, test = commands(config, value, save_dir, name, extra)
     fit_dir, test_dir = run_folders(save_dir, name, value)
-    finished = os.path.join(fit_dir, "FINISHED")
-    last = os.path.join(fit_dir, "checkpoints", "last.ckpt")
+    code = run_fit(fit, fit_dir, force, dry_run)
+    if code:
+        return code
     table = os.path.join(test_dir, "robustness", "robustness.csv")
-    if force:
-        for folder in (fit_dir, test_dir):
-            if os.path.isdir(folder) and not dry_run:
-                shutil.rmtree(folder)
-    fitted = not force and os.path.isfile(finished)
-    if fitted:
-        print("# done: " + shlex.join(fit), flush=True)
-    else:
-        if not force and os.path.isfile(last):
-            fit = fit + ["--ckpt_path", last]  # resume the interrupted run
-        print(shlex.join(fit), flush=True)
-        if not dry_run:
-            result = subprocess.run(fit)
-            if result.returncode != 0:
-                print(f"failed (exit {result.returncode}): {shlex.join(fit)}", file=sys.stderr)
-                return result.returncode
-            with open(finished, "w") as handle:
-                handle.write(shlex.join(fit) + "\n")
-    if fitted and os.path.isfile(table) and os.path.getmtime(table) >= os.path.getmtime(finished):
-        print("# done: " + shlex.join(test), flush=True)
-        return 0
-    print(shlex.join(test), flush=True)
-    if dry_run:
-        return 0
-    if os.path.isdir(test_dir):
-        shutil.rmtree(test_dir)
-    result = subprocess.run(test)
-    if result.returncode != 0:
-        print(f"failed (exit {result.returncode}): {shlex.join(test)}", file=sys.stderr)
-    return result.returncode
+    return run_test(test, test_dir, table, fit_dir, force, dry_run)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1 :]
-    parser = argparse.ArgumentParser(
-        prog="python scripts/i2i_sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-c", "--config", required=True, help="a NoisyI2I config with the NoiseRobustness callback")
+    argv, extra = split_extra(sys.argv[1:] if argv is None else argv)
+    parser = make_parser("i2i_sweep.py", __doc__, "a NoisyI2I config with the NoiseRobustness callback")
     parser.add_argument(
         "--sigma-t2", type=float, nargs="+", required=True, help="training-noise variances ([-1, 1] scale)"
     )
-    parser.add_argument("--name", help="sweep folder under --save-dir (default: i2i_sweep/<config file stem>)")
-    parser.add_argument("--save-dir", default="runs")
-    parser.add_argument("--force", action="store_true", help="retrain and retest even where results exist")
-    parser.add_argument("--merge-only", action="store_true", help="only merge the existing tables")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    add_sweep_arguments(parser, "i2i_sweep/<config file stem>")
     args = parser.parse_args(argv)
     if any(v < 0 for v in args.sigma_t2):
         parser.error(f"--sigma-t2 values must be >= 0, got {args.sigma_t2}")
     if not os.path.isfile(args.config):
         parser.error(f"no config at {args.config}")
-    name = args.name or os.path.join("i2i_sweep", os.path.splitext(os.path.basename(args.config))[0])
+    name = sweep_name(args, "i2i_sweep")
     values = sorted(set(args.sigma_t2))
-    if not args.merge_only:
-        for value in values:
-            code = run_one(args.config, value, args.save_dir, name, extra, args.force, args.dry_run)
-            if code:
-                return code
-    if args.dry_run:
-        return 0
-    return 0 if merge(args.save_dir, name, values) else 1
+    return run_grid(
+        args,
+        values,
+        lambda value: run_one(args.config, value, args.save_dir, name, extra, args.force, args.dry_run),
+        lambda: merge(args.save_dir, name, values),
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,192 @@
+"""A generator's distribution over the prototypes of a known source, against d(eps) (seed paper Eq. 11).
+
+On :class:`datamodules.KnownSourceDataModule` the data X takes K values (prototype
+images) with known probabilities p.  A generator's output is mapped to its nearest
+prototype in L2, which turns it into a categorical q over the same K values; then
+
+* D(p || q) is the divergence the generator reached (``divergence_bits`` of
+  :mod:`analysis.divergence_entropy`, the definition the d(eps) solvers use);
+* eps = H(Z) is the entropy of its noise (``NoiseSpec.entropy_bits``), and Lemma 4.1
+  with the data processing inequality gives H(q) <= H(G(Z)) <= eps;
+* d(eps) = min { D(p || q') : H(q') <= eps } (Eq. 11, :func:`analysis.divergence_entropy.
+  solve_exact`), so every learned q lies on or above the curve: D(p || q) >= d(eps).
+
+How q is measured.  Discrete noise of at most ``max_enumerate`` values (2^eps, eps =
+bits x dim) is **enumerated**: every noise value once, each of probability 2^-eps, so q
+is exact, and H(q) <= eps holds by construction.  Other noise (Gaussian, float formats)
+is sampled: ``num_samples`` draws from a seeded generator, q the empirical frequencies.
+
+Zero cells.  KL(p || q) is infinite when q misses a prototype of positive p (for an
+enumerated q that is the truth, not a sampling artefact); that is reported as ``inf``.
+``kl_smoothed_bits`` adds a pseudo-count ``smoothing`` (0.5, Krichevsky-Trofimov) to every
+cell of the counts before normalising -- a finite estimate for plots and tables, but not a
+quantity the theorem bounds (smoothing adds entropy), so the check D >= d(eps) uses the
+unsmoothed q.  JS and TV are finite for every q.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from analysis.divergence_entropy import divergence_bits, entropy_bits, solve_exact
+from lightning_modules.noise import NoiseSpec
+
+__all__ = [
+    "nearest_prototype",
+    "enumerate_discrete_noise",
+    "prototype_counts",
+    "known_source_report",
+    "plot_tradeoff",
+    "DEFAULT_DIVERGENCES",
+]
+
+DEFAULT_DIVERGENCES = ("kl", "js", "tv")
+
+
+def nearest_prototype(images: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest prototype (L2 over all pixels) of each image, [N] int64."""
+    flat = images.reshape(images.shape[0], -1).float()
+    protos = prototypes.reshape(prototypes.shape[0], -1).to(flat)
+    return torch.cdist(flat, protos).argmin(dim=1)
+
+
+def enumerate_discrete_noise(spec: NoiseSpec) -> torch.Tensor:
+    """Every value of discrete noise, [2^(bits*dim), dim] in the spec's dtype (each equally likely)."""
+    if spec.distribution != "discrete":
+        raise ValueError(f"only discrete noise can be enumerated, not {spec.distribution}")
+    levels = 2**spec.bits
+    index = torch.arange(levels**spec.dim)
+    digits = (index[:, None] // (levels ** torch.arange(spec.dim))[None, :]) % levels
+    return spec.levels()[digits]
+
+
+def prototype_counts(
+    generate: Callable[[torch.Tensor], torch.Tensor],
+    spec: NoiseSpec,
+    prototypes: torch.Tensor,
+    max_enumerate: int = 2**16,
+    num_samples: int = 16384,
+    batch_size: int = 4096,
+    seed: int = 0,
+) -> tuple[np.ndarray, str]:
+    """(counts of nearest prototypes over the noise, ``"exact"`` or ``"sampled"``).
+
+    ``generate`` maps noise [B, dim] to images; exact enumeration when the noise is
+    discrete with at most ``max_enumerate`` values, else ``num_samples`` seeded draws.
+    """
+    exact = spec.distribution == "discrete" and spec.bits * spec.dim <= math.log2(max_enumerate)
+    if exact:
+        noise = enumerate_discrete_noise(spec)
+    else:
+        noise = spec.sample(num_samples, generator=torch.Generator().manual_seed(seed))
+    counts = torch.zeros(prototypes.shape[0], dtype=torch.int64)
+    with torch.no_grad():
+        for block in noise.split(batch_size):
+            labels = nearest_prototype(generate(block).cpu(), prototypes.cpu())
+            counts += torch.bincount(labels, minlength=prototypes.shape[0])
+    return counts.numpy(), "exact" if exact else "sampled"
+
+
+def known_source_report(
+    p: np.ndarray,
+    counts: np.ndarray,
+    eps: float,
+    divergences: Sequence[str] = DEFAULT_DIVERGENCES,
+    smoothing: float = 0.5,
+    method: Optional[str] = None,
+) -> dict[str, Any]:
+    """D(p || q), H(q) and d(eps) for each divergence, from the prototype counts of a generator.
+
+    Keys: ``eps_bits``, ``H_p_bits``, ``H_q_bits``, ``q`` (list), ``counts``, ``method``,
+    ``kl_smoothed_bits``, ``smoothing``, and per divergence name (``kl``, ``js``, ``tv``,
+    ``reverse-kl``): ``D_<name>`` = D(p || q), ``d_eps_<name>`` = d(eps) of Eq. 11, and
+    ``above_curve_<name>`` = D(p || q) >= d(eps) (up to 1e-9).  KL, reverse KL and JS are
+    in bits, TV is a number in [0, 1].
+    """
+    p = np.asarray(p, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.shape != p.shape or counts.sum() <= 0:
+        raise ValueError(f"counts must be {p.shape[0]} non-negative numbers with a positive sum")
+    q = counts / counts.sum()
+    smoothed = (counts + smoothing) / (counts.sum() + smoothing * len(counts))
+    out: dict[str, Any] = {
+        "eps_bits": float(eps),
+        "p": p.tolist(),
+        "H_p_bits": entropy_bits(p),
+        "H_q_bits": entropy_bits(q),
+        "q": q.tolist(),
+        "counts": [int(c) for c in counts],
+        "method": method,
+        "smoothing": smoothing,
+        "kl_smoothed_bits": divergence_bits(p, smoothed, "kl"),
+    }
+    for name in divergences:
+        value = divergence_bits(p, q, name)
+        bound = solve_exact(p, eps, name).d
+        out[f"D_{name}"] = value
+        out[f"d_eps_{name}"] = bound
+        out[f"above_curve_{name}"] = bool(value >= bound - 1e-9)
+    return out
+
+
+def plot_tradeoff(
+    reports: Sequence[dict[str, Any]],
+    path: str,
+    divergences: Sequence[str] = DEFAULT_DIVERGENCES,
+    title: Optional[str] = None,
+) -> str:
+    """One panel per divergence: the d(eps) curve of Eq. 11 for the reports' p, H(X), and the learned points.
+
+    A learned point sits at (eps, D(p || q)); KL's infinite points (a prototype never
+    generated) are drawn as upward triangles at the top edge, and the KL of the smoothed q
+    as grey crosses.  All reports must share p.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.divergence_entropy import divergence_unit, sweep_exact
+
+    if not reports:
+        raise ValueError("plot_tradeoff needs at least one report")
+    p = np.asarray(reports[0]["p"], dtype=np.float64)
+    if any(not np.allclose(r["p"], p) for r in reports):
+        raise ValueError("the reports come from sources with different p; plot them separately")
+    h_p = entropy_bits(p)
+    eps_max = max(max(r["eps_bits"] for r in reports), h_p) * 1.15
+    grid = np.linspace(0.02, eps_max, 200)
+    fig, axes = plt.subplots(1, len(divergences), figsize=(4.2 * len(divergences), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], divergences):
+        curve = np.array([s.d for s in sweep_exact(p, grid, name)])
+        ax.plot(grid, curve, color="black", lw=1.5, label="d(eps), Eq. 11")
+        finite = [r for r in reports if math.isfinite(r[f"D_{name}"])]
+        infinite = [r for r in reports if not math.isfinite(r[f"D_{name}"])]
+        top = max([r[f"D_{name}"] for r in finite] + [float(curve[np.isfinite(curve)][0])]) * 1.15
+        if name == "kl":
+            top = max(top, max(r["kl_smoothed_bits"] for r in reports) * 1.15)
+        ax.scatter([r["eps_bits"] for r in finite], [r[f"D_{name}"] for r in finite], color="tab:red", zorder=3,
+                   label="trained GAN, D(p||q)")
+        if infinite:
+            ax.scatter([r["eps_bits"] for r in infinite], [top] * len(infinite), marker="^", color="tab:red",
+                       facecolors="none", zorder=3, label="D = inf (a prototype never generated)")
+        if name == "kl":  # a finite estimate where KL is infinite; smoothing adds entropy, so it is not bound
+            ax.scatter([r["eps_bits"] for r in reports], [r["kl_smoothed_bits"] for r in reports], marker="x",
+                       color="tab:gray", zorder=3, label=f"KL, q smoothed (+{reports[0]['smoothing']:g} per cell)")
+        ax.axvline(h_p, color="tab:blue", ls="--", lw=1, label=f"H(X) = {h_p:.3f} bits")
+        ax.set_ylim(0, top * 1.05)
+        ax.set_xlabel("eps = H(Z) (bits)")
+        unit = divergence_unit(name)
+        ax.set_ylabel(f"{name.upper()}(p, q)" + (" (bits)" if unit == "bits" else ""))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,206 @@
+"""Shared pieces of the multi-run scripts (``i2i_sweep.py``, ``sweep_noise_dim.py``, ``known_source.py``).
+
+Each script trains one model per grid point with ``train.py fit`` (a subprocess, so a
+crash or a SLURM preemption costs one point), optionally scores it with ``train.py test``,
+and merges the per-run results into one table and figure.  The conventions are shared:
+
+* a point's runs live in ``<save-dir>/<name>/<tag>/{fit,test}`` (TensorBoard versions
+  ``fit`` and ``test``);
+* a finished fit leaves ``fit/FINISHED`` and is not repeated; an interrupted one resumes
+  from its ``last.ckpt``; a test whose result file is newer than ``FINISHED`` is not
+  repeated; ``--force`` redoes everything;
+* ``--dry-run`` prints the commands, ``--merge-only`` only merges, and
+  ``--array-index I`` runs grid point I alone (a SLURM array task,
+  ``--array-index $SLURM_ARRAY_TASK_ID``) without merging;
+* arguments after ``--`` go to every ``train.py`` call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+__all__ = [
+    "ROOT",
+    "add_sweep_arguments",
+    "make_parser",
+    "run_grid",
+    "sweep_name",
+    "markdown_table",
+    "run_fit",
+    "run_test",
+    "select_points",
+    "split_extra",
+    "train_command",
+    "write_rows",
+]
+
+
+def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the script's own arguments, those after ``--`` for every train.py call)."""
+    argv = list(argv)
+    if "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1 :]
+    return argv, []
+
+
+def make_parser(prog: str, doc: Optional[str], config_help: str, default_config: Optional[str] = None):
+    """An argument parser with the script's docstring, ``-c/--config`` and the shared options (below)."""
+    parser = argparse.ArgumentParser(
+        prog=f"python scripts/{prog}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-c", "--config", required=default_config is None, default=default_config, help=config_help)
+    return parser
+
+
+def sweep_name(args: argparse.Namespace, prefix: str) -> str:
+    """``--name``, or ``<prefix>/<config file stem>``."""
+    return args.name or os.path.join(prefix, os.path.splitext(os.path.basename(args.config))[0])
+
+
+def run_grid(
+    args: argparse.Namespace, points: Sequence[Any], run_point: Callable[[Any], int], merge: Callable[[], Any]
+) -> int:
+    """Run ``run_point`` on every point (or the ``--array-index`` one), then ``merge``; the exit status.
+
+    Stops at the first failing point.  ``--dry-run`` and an array task do not merge;
+    ``--merge-only`` only merges.  A merge that finds nothing (returns a falsy value) is status 1.
+    """
+    if not args.merge_only:
+        for point in select_points(points, args.array_index):
+            code = run_point(point)
+            if code:
+                return code
+    if args.dry_run or args.array_index is not None:
+        return 0
+    return 0 if merge() else 1
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser, default_name: str) -> None:
+    """The options every sweep script shares."""
+    parser.add_argument("--name", help=f"sweep folder under --save-dir (default: {default_name})")
+    parser.add_argument("--save-dir", default="runs")
+    parser.add_argument("--force", action="store_true", help="retrain and retest even where results exist")
+    parser.add_argument("--merge-only", "--merge", action="store_true", help="only merge the existing results")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument(
+        "--array-index",
+        type=int,
+        help="run only grid point I (0-based, in the order --dry-run lists), e.g. $SLURM_ARRAY_TASK_ID; no merge",
+    )
+
+
+def select_points(points: Sequence[Any], index: Optional[int]) -> list[Any]:
+    """All points, or the one at ``index`` (a SLURM array task); an index out of range is an error."""
+    if index is None:
+        return list(points)
+    if not 0 <= index < len(points):
+        raise SystemExit(f"error: --array-index {index} is outside the grid of {len(points)} points (0..{len(points) - 1})")
+    return [points[index]]
+
+
+def train_command(
+    subcommand: str,
+    config: str,
+    overrides: Sequence[str],
+    save_dir: str,
+    name: str,
+    version: str,
+    extra: Sequence[str] = (),
+    ckpt_path: Optional[str] = None,
+) -> list[str]:
+    """``python train.py SUBCOMMAND -c CONFIG OVERRIDES`` logging to ``save_dir/name/version``."""
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), subcommand, "-c", config, *overrides]
+    cmd += ["--trainer.logger.init_args.save_dir", save_dir, "--trainer.logger.init_args.name", name]
+    cmd += ["--trainer.logger.init_args.version", version]
+    if ckpt_path is not None:
+        cmd += ["--ckpt_path", ckpt_path]
+    return cmd + list(extra)
+
+
+def _run(cmd: list[str]) -> int:
+    result = subprocess.run(cmd)
+    if result.returncode != 0:
+        print(f"failed (exit {result.returncode}): {shlex.join(cmd)}", file=sys.stderr)
+    return result.returncode
+
+
+def run_fit(cmd: list[str], fit_dir: str, force: bool, dry_run: bool) -> int:
+    """Fit once: skip a finished fit (``fit_dir/FINISHED``), resume an interrupted one from ``last.ckpt``.
+
+    Returns the exit status (0 when skipped or dry).
+    """
+    finished = os.path.join(fit_dir, "FINISHED")
+    last = os.path.join(fit_dir, "checkpoints", "last.ckpt")
+    if force and os.path.isdir(fit_dir) and not dry_run:
+        shutil.rmtree(fit_dir)
+    if not force and os.path.isfile(finished):
+        print("# done: " + shlex.join(cmd), flush=True)
+        return 0
+    if not force and os.path.isfile(last):
+        cmd = cmd + ["--ckpt_path", last]  # resume the interrupted run
+    print(shlex.join(cmd), flush=True)
+    if dry_run:
+        return 0
+    code = _run(cmd)
+    if code == 0:
+        with open(finished, "w") as handle:
+            handle.write(shlex.join(cmd) + "\n")
+    return code
+
+
+def run_test(cmd: list[str], test_dir: str, result: str, fit_dir: str, force: bool, dry_run: bool) -> int:
+    """Test once: skip when ``result`` is newer than the fit's ``FINISHED``; else a fresh ``test_dir``."""
+    finished = os.path.join(fit_dir, "FINISHED")
+    if (
+        not force
+        and os.path.isfile(finished)
+        and os.path.isfile(result)
+        and os.path.getmtime(result) >= os.path.getmtime(finished)
+    ):
+        print("# done: " + shlex.join(cmd), flush=True)
+        return 0
+    print(shlex.join(cmd), flush=True)
+    if dry_run:
+        return 0
+    if os.path.isdir(test_dir):
+        shutil.rmtree(test_dir)
+    return _run(cmd)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A GitHub markdown table of ``columns`` (4 significant digits)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_rows(rows: Sequence[dict[str, Any]], folder: str, stem: str, columns: Sequence[str]) -> dict[str, str]:
+    """``folder/stem.csv`` (full precision) and ``folder/stem.md``; returns their paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = {"csv": os.path.join(folder, f"{stem}.csv"), "md": os.path.join(folder, f"{stem}.md")}
+    with open(paths["csv"], "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(paths["md"], "w") as handle:
+        handle.write(markdown_table(rows, columns) + "\n")
+    return paths
