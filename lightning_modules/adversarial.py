@@ -10,6 +10,13 @@ _init_adversarial` once; this class does the rest with Lightning manual optimisa
 * the min-max game of the seed paper "Noise dimension of GAN", Eq. 2, with a loss from
   :mod:`lightning_modules.losses`; ``d_steps_per_g`` D steps (one per batch) per G step;
 * an EMA of the generator's weights (``generator_ema``), used for samples and metrics;
+* optional regularisers: lazy R1 on D (every ``r1_interval`` D steps) and, for style-based
+  generators (``mapping`` + ``synthesis``, StyleGAN2), the path-length regulariser (every
+  ``pl_interval`` G steps) and style mixing (:mod:`lightning_modules.regularizers`).  A lazy
+  regulariser's loss, times its interval (StyleGAN2 Sec. 3.1), joins the main loss in the same
+  Adam step; the reference code takes a separate step and rescales lr and betas by
+  interval / (interval + 1) instead.  Folding keeps one D and one G step per iteration, so
+  ``global_step`` still advances by 2 per batch;
 * logging under ``train/`` and ``val/``; a TensorBoard custom-scalars layout.
 
 Hooks a method overrides instead of the steps: :meth:`AdversarialModule.fake_images` (G on
@@ -38,6 +45,7 @@ from torch import nn
 from lightning_modules.losses import d_loss_fn, g_loss_fn
 from lightning_modules.nets.ema import EMA, ema_beta
 from lightning_modules.noise import NoiseSpec
+from lightning_modules.regularizers import PathLengthPenalty, r1_penalty
 
 __all__ = ["AdversarialModule", "allow_unused_parameters_under_ddp"]
 
@@ -73,6 +81,13 @@ class AdversarialModule(LightningModule):
         ema_kimg: float,
         ema_rampup: Optional[float],
         d_steps_per_g: int = 1,
+        r1_gamma: float = 0.0,
+        r1_interval: int = 16,
+        pl_weight: float = 0.0,
+        pl_interval: int = 4,
+        pl_batch_shrink: int = 2,
+        pl_decay: float = 0.01,
+        style_mixing_prob: float = 0.0,
     ) -> None:
         """Set up the shared recipe; call after ``self.generator``/``self.discriminator`` exist.
 
@@ -91,10 +106,62 @@ class AdversarialModule(LightningModule):
             raise ValueError(f"model.init_args.d_steps_per_g must be an integer >= 1, got {d_steps_per_g!r}")
         self.d_steps_per_g = d_steps_per_g
         self.d_steps = 0  # D steps taken so far (saved in checkpoints): places the G steps
+        self._init_regularizers(r1_gamma, r1_interval, pl_weight, pl_interval, pl_batch_shrink, pl_decay,
+                                style_mixing_prob)  # fmt: skip
         self.generator_ema = EMA(self.generator)
         # Real images shown to D so far, all processes together. A plain int (no device sync
         # per step), saved in checkpoints by on_save_checkpoint.
         self.images_seen = 0
+
+    def _init_regularizers(
+        self,
+        r1_gamma: float,
+        r1_interval: int,
+        pl_weight: float,
+        pl_interval: int,
+        pl_batch_shrink: int,
+        pl_decay: float,
+        style_mixing_prob: float,
+    ) -> None:
+        for key, value in {"r1_interval": r1_interval, "pl_interval": pl_interval, "pl_batch_shrink": pl_batch_shrink}.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"model.init_args.{key} must be an integer >= 1, got {value!r}")
+        if r1_gamma < 0 or pl_weight < 0 or not 0 <= style_mixing_prob <= 1:
+            raise ValueError(
+                "model.init_args.r1_gamma and pl_weight must be >= 0 and style_mixing_prob in [0, 1]; "
+                f"got {r1_gamma}, {pl_weight}, {style_mixing_prob}"
+            )
+        if (pl_weight > 0 or style_mixing_prob > 0) and not self.style_based:
+            raise ValueError(
+                "model.init_args.pl_weight and style_mixing_prob must be 0 for this generator: the path-length "
+                "regulariser and style mixing need a style-based generator (w space), e.g. backbone stylegan2"
+            )
+        self.r1_gamma, self.r1_interval = float(r1_gamma), r1_interval
+        self.pl_weight, self.pl_interval, self.pl_batch_shrink = float(pl_weight), pl_interval, pl_batch_shrink
+        self.style_mixing_prob = float(style_mixing_prob)
+        self.path_length = PathLengthPenalty(pl_decay) if pl_weight > 0 else None
+
+    @property
+    def style_based(self) -> bool:
+        """Whether the generator is style-based: ``mapping`` (z -> ws) and ``synthesis`` (ws -> images)."""
+        return hasattr(self.generator, "mapping") and hasattr(self.generator, "synthesis")
+
+    def generator_forward(self, z: torch.Tensor, return_ws: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """G(z) as in training, and the ws it used (style-based generators; else None).
+
+        With ``style_mixing_prob`` > 0, a batch takes, with that probability, the ws of a second
+        z from a random layer on (StyleGAN Sec. 3.1, "mixing regularization").
+        """
+        z = z.to(self._compute_dtype)
+        if not self.style_based:
+            return self.generator(z), None
+        g = self.generator
+        ws = g.mapping(z)
+        if self.style_mixing_prob > 0 and ws.shape[1] > 1 and torch.rand([]).item() < self.style_mixing_prob:
+            cutoff = int(torch.randint(1, ws.shape[1], []).item())
+            mixed = g.mapping(self.sample_noise(z.shape[0]).to(z.dtype))
+            ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
+        return g.synthesis(ws), (ws if return_ws else None)
 
     # ------------------------------------------------------------------ sampling API
     @property
@@ -161,6 +228,7 @@ class AdversarialModule(LightningModule):
                 # Filled when the run has a callbacks.GenerativeMetrics.
                 "FID and KID": ["Multiline", ["metrics/fid", "metrics/kid_mean"]],
                 "precision and recall": ["Multiline", ["metrics/precision", "metrics/recall"]],
+                "regularisers": ["Multiline", ["train/r1_penalty", "train/pl_penalty", "train/pl_mean"]],
             }
         }
 
@@ -177,7 +245,7 @@ class AdversarialModule(LightningModule):
 
     def fake_images(self, batch_size: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """G's images from ``batch_size`` fresh noise draws (``labels``: for conditional methods)."""
-        return self.generator(self.sample_noise(batch_size).to(self._compute_dtype))
+        return self.generator_forward(self.sample_noise(batch_size))[0]
 
     def critic(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """D's logits on one batch (``labels``: for conditional methods)."""
@@ -190,30 +258,44 @@ class AdversarialModule(LightningModule):
         return self.critic(real, labels), self.critic(fake, labels)
 
     def discriminator_step(self, real: torch.Tensor, labels: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-        """Update D on a real batch and as many fakes (Eq. 2, the max over f)."""
+        """Update D on a real batch and as many fakes (Eq. 2, the max over f), with lazy R1."""
         opt_d = self.optimizers()[1]
         self.toggle_optimizer(opt_d)
+        do_r1 = self.r1_gamma > 0 and self.d_steps % self.r1_interval == 0
         with torch.no_grad():
             fake = self.fake_images(real.shape[0], labels)
+        real = real.detach().requires_grad_(do_r1)
         real_logits, fake_logits = self.discriminate(real, fake, labels)
         loss = self.d_loss(real_logits, fake_logits)
+        logs = {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+        if do_r1:  # gamma / 2 * E|grad_x D(x)|^2, times the interval (lazy regularisation)
+            penalty = r1_penalty(real, real_logits)
+            loss = loss + penalty * (self.r1_gamma / 2) * self.r1_interval
+            logs["r1_penalty"] = penalty.detach()
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         opt_d.step()
         self.untoggle_optimizer(opt_d)
-        return {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+        return logs
 
     def generator_step(self, batch_size: int, labels: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-        """Update G against the current D (Eq. 2, the min over theta)."""
+        """Update G against the current D (Eq. 2, the min over theta), with the lazy path-length penalty."""
         opt_g = self.optimizers()[0]
         self.toggle_optimizer(opt_g)
         fake = self.fake_images(batch_size, labels)
         loss = self.g_loss(self.critic(fake, labels))
+        logs = {"loss_g": loss.detach()}
+        g_steps_before = self.d_steps // self.d_steps_per_g - 1  # this G step's index (d_steps counts this batch)
+        if self.path_length is not None and g_steps_before % self.pl_interval == 0:
+            images, ws = self.generator_forward(self.sample_noise(max(1, batch_size // self.pl_batch_shrink)), True)
+            penalty = self.path_length(images, ws)
+            loss = loss + penalty * self.pl_weight * self.pl_interval
+            logs.update(pl_penalty=penalty.detach(), pl_mean=self.path_length.pl_mean.detach().clone())
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         opt_g.step()
         self.untoggle_optimizer(opt_g)
-        return {"loss_g": loss.detach()}
+        return logs
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         real, labels = self._images(batch), self._labels(batch)

@@ -19,11 +19,9 @@ authors "apply the experimental settings from StyleGAN2"):
 * style mixing with probability 0.9 (two w's, a random crossover layer);
 * EMA of G with a half-life of 10 kimg.
 
-Lazy regularisation: on the iterations where it applies, the regulariser's loss (times the
-interval) is added to the main loss and both take one Adam step.  The reference code takes
-a separate Adam step for it and scales lr and betas by interval / (interval + 1) to
-compensate; folding keeps one D step and one G step per iteration, so ``global_step`` still
-advances by exactly 2 per batch as for every GAN here, and no compensation is needed.
+The regularisers and style mixing are the shared recipe's (:mod:`lightning_modules.adversarial`):
+a lazy regulariser's loss, times its interval, joins the main loss in the same Adam step, so
+``global_step`` still advances by exactly 2 per batch.
 
 With ``backbone: dcgan`` the regularisers and style mixing are off unless a config sets
 them, and the DCGAN configs use DCGAN's Adam (2e-4, betas (0.5, 0.999)).
@@ -49,7 +47,6 @@ from lightning_modules.nets.dcgan_noise import NoiseInjectedDCGANGenerator
 from lightning_modules.nets.noise_injection import InjectionKind, NoiseInjection, NoiseMode, RNIOptions
 from lightning_modules.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from lightning_modules.noise import NoiseSpec
-from lightning_modules.regularizers import PathLengthPenalty, r1_penalty
 
 __all__ = ["RNIStyleGAN2"]
 
@@ -122,14 +119,6 @@ class RNIStyleGAN2(AdversarialModule):
         self.save_hyperparameters(ignore=["noise", "rni"])
         # plain types: checkpoints load with weights_only
         self.hparams["noise"], self.hparams["rni"] = noise.to_dict(), rni.to_dict()
-        for key, value in {"r1_interval": r1_interval, "pl_interval": pl_interval, "pl_batch_shrink": pl_batch_shrink}.items():
-            if value < 1:
-                raise ValueError(f"model.init_args.{key} must be >= 1, got {value}")
-        if r1_gamma < 0 or pl_weight < 0 or not 0 <= style_mixing_prob <= 1:
-            raise ValueError(
-                "model.init_args.r1_gamma and pl_weight must be >= 0 and style_mixing_prob in [0, 1]; "
-                f"got {r1_gamma}, {pl_weight}, {style_mixing_prob}"
-            )
         if backbone == "stylegan2":
             self.generator = StyleGAN2Generator(
                 noise.dim, w_dim, resolution, channels, channel_base, channel_max, mapping_layers,
@@ -139,20 +128,11 @@ class RNIStyleGAN2(AdversarialModule):
                 resolution, channels, channel_base, channel_max, d_architecture, mbstd_group_size
             )
         elif backbone == "dcgan":
-            if pl_weight > 0:
-                raise ValueError(
-                    "model.init_args.pl_weight must be 0 with backbone dcgan: the path-length regulariser "
-                    "needs StyleGAN2's intermediate latent w"
-                )
             self.generator = NoiseInjectedDCGANGenerator(noise.dim, resolution, channels, dcgan_width, noise_injection, rni)
             self.discriminator = DCGANDiscriminator(resolution, channels, dcgan_width)
         else:
             raise ValueError(f"unknown model.init_args.backbone {backbone!r}; expected stylegan2 or dcgan")
         self.backbone = backbone
-        self.r1_gamma, self.r1_interval = float(r1_gamma), int(r1_interval)
-        self.pl_weight, self.pl_interval, self.pl_batch_shrink = float(pl_weight), int(pl_interval), int(pl_batch_shrink)
-        self.style_mixing_prob = float(style_mixing_prob) if backbone == "stylegan2" else 0.0
-        self.path_length = PathLengthPenalty(pl_decay)
         self._init_adversarial(
             noise=noise,
             image_shape=(channels, resolution, resolution),
@@ -162,8 +142,14 @@ class RNIStyleGAN2(AdversarialModule):
             betas=betas,
             ema_kimg=ema_kimg,
             ema_rampup=ema_rampup,
+            r1_gamma=r1_gamma,
+            r1_interval=r1_interval,
+            pl_weight=pl_weight,
+            pl_interval=pl_interval,
+            pl_batch_shrink=pl_batch_shrink,
+            pl_decay=pl_decay,
+            style_mixing_prob=style_mixing_prob if backbone == "stylegan2" else 0.0,
         )
-        self.iterations = 0  # GAN iterations done (D step + G step); decides the lazy regularisers
 
     # ------------------------------------------------------------------ sampling / measurement API
     @property
@@ -200,77 +186,9 @@ class RNIStyleGAN2(AdversarialModule):
         """The generator's noise-injection layers, input to output."""
         return [m for m in self._net(ema).modules() if isinstance(m, NoiseInjection)]
 
-    # ------------------------------------------------------------------ training
-    def _train_forward(self, z: Tensor, return_ws: bool = False) -> tuple[Tensor, Optional[Tensor]]:
-        """G(z) as in training: random injected noise, style mixing (StyleGAN2)."""
-        z = z.to(self._compute_dtype)
-        if self.backbone != "stylegan2":
-            return self.generator(z), None
-        g = self.generator
-        ws = g.mapping(z)
-        if self.style_mixing_prob > 0 and torch.rand([]).item() < self.style_mixing_prob:
-            cutoff = int(torch.randint(1, ws.shape[1], []).item()) if ws.shape[1] > 1 else ws.shape[1]
-            mixed = g.mapping(self.sample_noise(z.shape[0]).to(z.dtype))
-            ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
-        images = g.synthesis(ws)
-        return images, (ws if return_ws else None)
-
-    def discriminator_step(self, real: Tensor) -> dict[str, Tensor]:
-        """D's logistic loss, plus gamma / 2 * R1 * r1_interval on every r1_interval-th iteration."""
-        opt_d = self.optimizers()[1]
-        self.toggle_optimizer(opt_d)
-        do_r1 = self.r1_gamma > 0 and self.iterations % self.r1_interval == 0
-        with torch.no_grad():
-            fake, _ = self._train_forward(self.sample_noise(real.shape[0]))
-        real_in = real.detach().requires_grad_(do_r1)
-        real_logits, fake_logits = self.discriminate(real_in, fake)
-        loss = self.d_loss(real_logits, fake_logits)
-        logs = {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
-        if do_r1:
-            penalty = r1_penalty(real_in, real_logits)
-            loss = loss + penalty * (self.r1_gamma / 2) * self.r1_interval
-            logs["r1_penalty"] = penalty.detach()
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt_d.step()
-        self.untoggle_optimizer(opt_d)
-        return logs
-
-    def generator_step(self, batch_size: int) -> dict[str, Tensor]:
-        """G's non-saturating loss, plus pl_weight * PL * pl_interval on every pl_interval-th iteration."""
-        opt_g = self.optimizers()[0]
-        self.toggle_optimizer(opt_g)
-        fake, _ = self._train_forward(self.sample_noise(batch_size))
-        loss = self.g_loss(self.discriminator(fake))
-        logs = {"loss_g": loss.detach()}
-        if self.pl_weight > 0 and self.iterations % self.pl_interval == 0:
-            pl_batch = max(1, batch_size // self.pl_batch_shrink)
-            images, ws = self._train_forward(self.sample_noise(pl_batch), return_ws=True)
-            penalty = self.path_length(images, ws)
-            loss = loss + penalty * self.pl_weight * self.pl_interval
-            logs.update(pl_penalty=penalty.detach(), pl_mean=self.path_length.pl_mean.detach().clone())
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt_g.step()
-        self.untoggle_optimizer(opt_g)
-        return logs
-
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        super().training_step(batch, batch_idx)
-        self.iterations += 1
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["gan_iterations"] = self.iterations
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.iterations = int(checkpoint.get("gan_iterations", 0))
-
     def custom_scalars(self) -> dict[str, Any]:
         layout = super().custom_scalars()
         page = layout[type(self).__name__]
-        page["regularisers"] = ["Multiline", ["train/r1_penalty", "train/pl_penalty", "train/pl_mean"]]
         # Filled by callbacks.ConditionNumber and GenerativeMetrics(ppl_samples > 0): the paper's Tables 1-2.
         page["condition (Table 2)"] = ["Multiline", ["metrics/mc", "metrics/ttmc"]]
         page["PPL and FID (Table 1)"] = ["Multiline", ["metrics/ppl", "metrics/fid"]]

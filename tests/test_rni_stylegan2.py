@@ -59,7 +59,7 @@ def test_fit_each_injection_mode(tmp_path, injection):
         )
     )
     model = cli.model
-    assert cli.trainer.global_step == 4 and model.iterations == 2
+    assert cli.trainer.global_step == 4 and model.d_steps == 2
     assert float(model.path_length.pl_mean) > 0  # the PL regulariser ran and moved its target
     kinds = {layer.kind for layer in model.injection_layers()}
     assert kinds == {injection}
@@ -72,7 +72,7 @@ def test_fit_each_injection_mode(tmp_path, injection):
     # checkpoint round trip keeps the options and the iteration count
     ckpt = glob.glob(f"{tmp_path}/**/last.ckpt", recursive=True)[0]
     loaded = RNIStyleGAN2.load_from_checkpoint(ckpt, map_location="cpu")
-    assert loaded.hparams.noise_injection == injection and loaded.iterations == 2
+    assert loaded.hparams.noise_injection == injection and loaded.d_steps == 2
     z = torch.randn(2, 16)
     torch.testing.assert_close(loaded.generate(z, noise_mode="const"), model.generate(z, noise_mode="const"))
 
@@ -205,7 +205,7 @@ def test_ddp_fit_with_r1_and_path_length_and_gathered_condition_numbers(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = next((tmp_path / "fit").rglob("last.ckpt"))
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-    assert saved["global_step"] == 4 and saved["gan_iterations"] == 2 and saved["images_seen"] == 2 * 8 * 2
+    assert saved["global_step"] == 4 and saved["d_steps"] == 2 and saved["images_seen"] == 2 * 8 * 2
     test_args = ["--ckpt_path", str(ckpt), "--trainer.limit_test_batches=1"]
     ddp_test = _args(tmp_path / "ddp", "--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2",
                      *test_args)  # fmt: skip
