@@ -14,7 +14,16 @@ Backbones (Sec. 5.1 of the paper trains BigGAN and StyleGAN2-ADA):
 * ``biggan`` -- :mod:`lightning_modules.nets.biggan` (hierarchical latent over any n,
   shared class embedding with ``num_classes`` > 0, self-attention, spectral norm, capacity
   ``ch``).  BigGAN's CIFAR recipe is a config: hinge loss, Adam 2e-4 / 2e-4 with betas
-  (0, 0.999), ``d_steps_per_g: 4``, EMA (``configs/noise_dim/cifar10_biggan.yaml``).
+  (0, 0.999), ``d_steps_per_g: 4``, EMA (``configs/noise_dim/cifar10_biggan.yaml``);
+* ``stylegan2_ada`` -- the StyleGAN2 networks of :mod:`lightning_modules.nets.stylegan2` with
+  ADA (``augment: ada``), R1 (``r1_gamma``), optional path length and style mixing: the
+  shared recipe of :mod:`lightning_modules.adversarial`.  Unconditional.  Widths follow
+  StyleGAN2-ADA's ``channel_base`` / ``channel_max``; ``ch`` (when set) scales both,
+  channel_base = 512 ch and channel_max = 8 ch, so ``ch: 64`` is ADA's CIFAR width (fmaps 1)
+  and every layer's width is proportional to ``ch``.  StyleGAN normalises z before the
+  mapping network, which keeps only its direction: ``normalize_z: false`` keeps |z| too
+  (with n = 1 the normalised z has two values).  ADA's CIFAR recipe is a config
+  (``configs/noise_dim/cifar10_stylegan2_ada.yaml``).
 
 Conditional training (``num_classes`` > 0) takes the labels of each real batch: D scores
 the real images with their labels, and G draws as many fakes *with the same labels*, so
@@ -40,11 +49,12 @@ from lightning_modules.losses import LossName
 from lightning_modules.nets.ada import AdaptiveAugment, AugmentPipe
 from lightning_modules.nets.biggan import BigGANDiscriminator, BigGANGenerator
 from lightning_modules.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from lightning_modules.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from lightning_modules.noise import NoiseSpec
 
 __all__ = ["NoiseDimGAN"]
 
-BACKBONES = ("dcgan", "biggan")
+BACKBONES = ("dcgan", "biggan", "stylegan2_ada")
 
 
 class NoiseDimGAN(AdversarialModule):
@@ -52,14 +62,15 @@ class NoiseDimGAN(AdversarialModule):
 
     Args:
         noise: the generator's input noise (dimension n, distribution, format, bits).
-        backbone: generator/discriminator architecture: ``dcgan`` or ``biggan``.
-        resolution: image side in pixels; must match the data (DCGAN: a power of two
-            >= 8; BigGAN: 32, 64 or 128).
+        backbone: generator/discriminator architecture: ``dcgan``, ``biggan`` or ``stylegan2_ada``.
+        resolution: image side in pixels; must match the data (DCGAN, StyleGAN2: a power of
+            two >= 8; BigGAN: 32, 64 or 128).
         channels: image channels; must match the data.
         g_width: generator width (DCGAN: channels of its last hidden layer; BigGAN: G_ch).
         d_width: discriminator width (DCGAN: channels of its first layer; BigGAN: D_ch).
         ch: capacity multiplier; when set, it replaces both ``g_width`` and ``d_width``
-            (the capacity the paper's Fig. 2(a) varies). ``null`` keeps them.
+            (the capacity the paper's Fig. 2(a) varies); for StyleGAN2 it sets channel_base =
+            512 ch and channel_max = 8 ch. ``null`` keeps them.
         num_classes: classes of a conditional BigGAN (shared embedding in G, projection
             in D); 0 trains an unconditional GAN.  The data's labels must lie in
             [0, num_classes).
@@ -81,12 +92,24 @@ class NoiseDimGAN(AdversarialModule):
             ADA paper); ``null`` keeps p fixed at ``augment_p``.
         ada_kimg: thousands of images for p to go from 0 to 1 (500 in the ADA paper).
         ada_interval: training steps between adjustments of p (4 in the ADA paper).
+        w_dim: StyleGAN2's intermediate latent size.
+        mapping_layers: StyleGAN2's mapping depth (2 in ADA's CIFAR config, 8 otherwise).
+        channel_base: StyleGAN2 channels at resolution r are min(channel_base / r, channel_max).
+        channel_max: cap on StyleGAN2's channels.
+        mbstd_group_size: StyleGAN2 D's minibatch-stddev group (32 in ADA's CIFAR config).
+        d_architecture: StyleGAN2 D: ``resnet`` or ``orig`` (ADA's CIFAR config).
+        normalize_z: StyleGAN2: normalise z before the mapping network.
+        r1_gamma: R1 weight (StyleGAN2-ADA: 0.01 on CIFAR); 0 disables it.
+        r1_interval: lazy R1 every this many D steps.
+        pl_weight: path-length weight (StyleGAN2 backbone; ADA's CIFAR config: 0).
+        pl_interval: lazy path length every this many G steps.
+        style_mixing_prob: style mixing probability (StyleGAN2 backbone; ADA's CIFAR config: 0).
     """
 
     def __init__(
         self,
         noise: NoiseSpec = NoiseSpec(dim=128),
-        backbone: Literal["dcgan", "biggan"] = "dcgan",
+        backbone: Literal["dcgan", "biggan", "stylegan2_ada"] = "dcgan",
         resolution: int = 32,
         channels: int = 3,
         g_width: int = 64,
@@ -108,6 +131,18 @@ class NoiseDimGAN(AdversarialModule):
         ada_target: Optional[float] = 0.6,
         ada_kimg: float = 500.0,
         ada_interval: int = 4,
+        w_dim: int = 512,
+        mapping_layers: int = 8,
+        channel_base: int = 16384,
+        channel_max: int = 512,
+        mbstd_group_size: int = 4,
+        d_architecture: Literal["resnet", "orig"] = "resnet",
+        normalize_z: bool = True,
+        r1_gamma: float = 0.0,
+        r1_interval: int = 16,
+        pl_weight: float = 0.0,
+        pl_interval: int = 4,
+        style_mixing_prob: float = 0.0,
     ) -> None:
         super().__init__()
         noise = NoiseSpec.coerce(noise)
@@ -119,6 +154,7 @@ class NoiseDimGAN(AdversarialModule):
             if ch < 1:
                 raise ValueError(f"model.init_args.ch must be >= 1, got {ch}")
             g_width = d_width = ch
+            channel_base, channel_max = 512 * ch, 8 * ch
         if num_classes < 0:
             raise ValueError(f"model.init_args.num_classes must be >= 0 (0: unconditional), got {num_classes}")
         self.num_classes = num_classes
@@ -127,6 +163,16 @@ class NoiseDimGAN(AdversarialModule):
                 raise ValueError("model.init_args.num_classes > 0 needs backbone: biggan (the DCGAN is unconditional)")
             self.generator = DCGANGenerator(noise.dim, resolution, channels, g_width)
             self.discriminator = DCGANDiscriminator(resolution, channels, d_width)
+        elif backbone == "stylegan2_ada":
+            if num_classes:
+                raise ValueError("model.init_args.num_classes > 0 needs backbone: biggan (StyleGAN2 here is unconditional)")
+            self.generator = StyleGAN2Generator(
+                noise.dim, w_dim, resolution, channels, channel_base, channel_max, mapping_layers,
+                noise_injection="eni", normalize_z=normalize_z,
+            )  # fmt: skip
+            self.discriminator = StyleGAN2Discriminator(
+                resolution, channels, channel_base, channel_max, d_architecture, mbstd_group_size
+            )
         else:
             self.generator = BigGANGenerator(
                 noise.dim, resolution, channels, g_width, num_classes, shared_dim, attn_resolution, hierarchical
@@ -150,6 +196,11 @@ class NoiseDimGAN(AdversarialModule):
             ema_kimg=ema_kimg,
             ema_rampup=ema_rampup,
             d_steps_per_g=d_steps_per_g,
+            r1_gamma=r1_gamma,
+            r1_interval=r1_interval,
+            pl_weight=pl_weight,
+            pl_interval=pl_interval,
+            style_mixing_prob=style_mixing_prob,
         )
 
     # ------------------------------------------------------------------ conditioning
@@ -174,7 +225,7 @@ class NoiseDimGAN(AdversarialModule):
         return labels
 
     def _g(self, net: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
-        if self.hparams.backbone == "dcgan":
+        if self.hparams.backbone != "biggan":
             return net(z)
         return net(z, self._check_labels(labels, z.shape[0]))
 
@@ -196,13 +247,15 @@ class NoiseDimGAN(AdversarialModule):
         return self._g(net, z.to(self.device, self._compute_dtype), labels)
 
     def fake_images(self, batch_size: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.hparams.backbone != "biggan":  # the shared path: style mixing for StyleGAN2
+            return super().fake_images(batch_size, labels)
         return self._g(self.generator, self.sample_noise(batch_size).to(self._compute_dtype), labels)
 
     def critic(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """D's logits; in training, on ADA-augmented images when ``augment: ada``."""
         if self.training and self.augment_pipe is not None:
             images = self.augment_pipe(images)
-        if self.hparams.backbone == "dcgan":
+        if self.hparams.backbone != "biggan":
             return self.discriminator(images)
         return self.discriminator(images, self._check_labels(labels, images.shape[0]))
 

@@ -88,6 +88,9 @@ class MappingNetwork(nn.Module):
         num_layers: fully connected layers (8 in StyleGAN2; 2 in ADA's CIFAR config).
         lr_multiplier: learning-rate multiplier of the layers (0.01).
         w_avg_beta: decay of the running mean of w used for truncation (``None``: not tracked).
+        normalize_z: divide z by its root mean square first (StyleGAN).  This drops |z|: with
+            z_dim = 1 only the sign of z is left (two outputs), so the noise-dimension
+            experiments with tiny n may turn it off.
     """
 
     def __init__(
@@ -98,11 +101,13 @@ class MappingNetwork(nn.Module):
         num_layers: int = 8,
         lr_multiplier: float = 0.01,
         w_avg_beta: Optional[float] = 0.995,
+        normalize_z: bool = True,
     ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"the mapping network needs >= 1 layer, got {num_layers}")
         self.z_dim, self.w_dim, self.num_ws, self.w_avg_beta = z_dim, w_dim, num_ws, w_avg_beta
+        self.normalize_z = normalize_z
         features = [z_dim] + [w_dim] * num_layers
         self.layers = nn.ModuleList(
             FullyConnectedLayer(a, b, activation="lrelu", lr_multiplier=lr_multiplier)
@@ -115,7 +120,9 @@ class MappingNetwork(nn.Module):
     ) -> Tensor:
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"expected z of shape [N, {self.z_dim}], got {list(z.shape)}")
-        x = normalize_2nd_moment(z.to(self.w_avg.dtype) if z.dtype != self.w_avg.dtype else z)
+        x = z.to(self.w_avg.dtype) if z.dtype != self.w_avg.dtype else z
+        if self.normalize_z:
+            x = normalize_2nd_moment(x)
         for layer in self.layers:
             x = layer(x)
         if self.training and self.w_avg_beta is not None:
@@ -311,6 +318,7 @@ class StyleGAN2Generator(nn.Module):
         rni: options of RNI (:class:`~lightning_modules.nets.noise_injection.RNIOptions`).
         conv_clamp: clamp synthesis activations to +-conv_clamp (``None``: off; 256 in ADA's fp16 layers).
         w_avg_beta: decay of the tracked mean of w (truncation trick).
+        normalize_z: normalise z before the mapping network (StyleGAN; see :class:`MappingNetwork`).
     """
 
     def __init__(
@@ -327,6 +335,7 @@ class StyleGAN2Generator(nn.Module):
         rni: Optional[RNIOptions] = None,
         conv_clamp: Optional[float] = None,
         w_avg_beta: Optional[float] = 0.995,
+        normalize_z: bool = True,
     ) -> None:
         super().__init__()
         self.z_dim, self.w_dim, self.resolution, self.img_channels = z_dim, w_dim, resolution, img_channels
@@ -334,7 +343,9 @@ class StyleGAN2Generator(nn.Module):
             w_dim, resolution, img_channels, channel_base, channel_max, architecture, noise_injection, rni, conv_clamp
         )
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, w_avg_beta=w_avg_beta)
+        self.mapping = MappingNetwork(
+            z_dim, w_dim, self.num_ws, mapping_layers, w_avg_beta=w_avg_beta, normalize_z=normalize_z
+        )
 
     def forward(
         self,
