@@ -142,7 +142,8 @@ def bench(name: str, args) -> dict:
             row["PL vs NVlabs"] = anchor_pl / row["PL s"]
     if args.device == "cuda":
         row["peak GPU GB"] = torch.cuda.max_memory_allocated() / 2**30
-    row["peak RSS GB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    # ru_maxrss is the process-wide peak: run one config per call to read it per config.
+    row["peak RSS so far GB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return row
 
 

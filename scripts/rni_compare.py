@@ -22,8 +22,6 @@ commands.  Arguments after ``--`` go to every ``train.py`` call.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import glob
 import json
 import os
@@ -35,8 +33,11 @@ from typing import Optional, Sequence
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+for path in (ROOT, os.path.join(ROOT, "scripts")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from _sweep import make_parser, markdown_table, split_extra, sweep_name, write_rows  # noqa: E402
 
 METRICS = ("metrics/fid", "metrics/kid_mean", "metrics/ppl", "metrics/mc", "metrics/ttmc")
 
@@ -109,17 +110,8 @@ def write_outputs(rows: list[dict], folder: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(os.path.join(folder, "comparison.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    with open(os.path.join(folder, "comparison.md"), "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_rows(rows, folder, "comparison", columns)
+    print(markdown_table(rows, columns))
     metrics = [c for c in columns if c != "injection"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 2.8))
     for ax, metric in zip(list(axes) if len(metrics) > 1 else [axes], metrics):
@@ -134,15 +126,8 @@ def write_outputs(rows: list[dict], folder: str, title: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1 :]
-    p = argparse.ArgumentParser(
-        prog="python scripts/rni_compare.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("-c", "--config", required=True, help="an RNIStyleGAN2 config")
+    argv, extra = split_extra(sys.argv[1:] if argv is None else argv)
+    p = make_parser("rni_compare.py", __doc__, "an RNIStyleGAN2 config")
     p.add_argument("--injections", nargs="+", default=["none", "eni", "rni"], choices=["none", "eni", "rni"])
     p.add_argument("--classifier-ckpt", required=True, help="Classifier checkpoint (a glob: the newest match)")
     p.add_argument("--samples", type=int, default=2000, help="samples for FID/KID and pairs for PPL")
@@ -161,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with open(args.config) as handle:
         model_args = yaml.safe_load(handle)["model"]["init_args"]
     space = "w" if model_args.get("backbone", "stylegan2") == "stylegan2" else "z"
-    name = args.name or os.path.join("rni_compare", os.path.splitext(os.path.basename(args.config))[0])
+    name = sweep_name(args, "rni_compare")
     folder = os.path.join(args.save_dir, name)
     os.makedirs(folder, exist_ok=True)
     callbacks_cfg = os.path.join(folder, "eval_callbacks.yaml")
