@@ -23,8 +23,9 @@ The regularisers and style mixing are the shared recipe's (:mod:`lightning_modul
 a lazy regulariser's loss, times its interval, joins the main loss in the same Adam step, so
 ``global_step`` still advances by exactly 2 per batch.
 
-With ``backbone: dcgan`` the regularisers and style mixing are off unless a config sets
-them, and the DCGAN configs use DCGAN's Adam (2e-4, betas (0.5, 0.999)).
+With ``backbone: dcgan`` there is no w: style mixing is off and ``pl_weight`` > 0 is a config
+error; R1 stays available.  The DCGAN configs use DCGAN's recipe (Adam 2e-4, betas
+(0.5, 0.999), no R1).
 
 Sampling and measurement API (used by the callbacks):
 
