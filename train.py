@@ -8,6 +8,8 @@ package, e.g. ``class_path: NoiseDimGAN``).  Defaults, each overridable in the c
   experiment in ``trainer.logger.init_args.name``), the resolved config saved there as
   ``config.yaml``;
 * checkpoints in ``<run>/checkpoints``, always with ``last.ckpt`` (key ``checkpoint``);
+* a :class:`~callbacks.NonFiniteGuard` (key ``nan_guard``) that stops training at the first
+  NaN/Inf loss, before a checkpoint can store it;
 * ``validate`` / ``test`` / ``predict`` refuse to run without ``--ckpt_path`` (a freshly
   initialised model gives meaningless numbers); ``--allow_untrained true`` overrides.
 
@@ -32,7 +34,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa:
 import callbacks  # noqa: E402, F401  (registers the project's classes for short class_path names)
 import datamodules  # noqa: E402, F401
 import lightning_modules  # noqa: E402, F401
-from callbacks import SampleGrid, run_dir  # noqa: E402
+from callbacks import NonFiniteGuard, SampleGrid, run_dir  # noqa: E402
 
 TRAINER_DEFAULTS = {
     # Where anything without a logger folder goes (e.g. checkpoints under fast_dev_run).
@@ -50,6 +52,7 @@ class NoiseGANCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True})
+        parser.add_lightning_class_args(NonFiniteGuard, "nan_guard")
         parser.add_argument(
             "--allow_untrained",
             type=bool,

@@ -4,6 +4,7 @@ from callbacks.condition_number import ConditionNumber
 from callbacks.de_gan_eval import DEGANEvaluation
 from callbacks.generative_metrics import GenerativeMetrics
 from callbacks.known_source import KnownSourceEvaluation
+from callbacks.nan_guard import NonFiniteGuard, NonFiniteLossError
 from callbacks.paths import run_dir
 from callbacks.robustness import NoiseRobustness
 from callbacks.sample_grid import SampleGrid
@@ -13,6 +14,8 @@ __all__ = [
     "DEGANEvaluation",
     "GenerativeMetrics",
     "KnownSourceEvaluation",
+    "NonFiniteGuard",
+    "NonFiniteLossError",
     "NoiseRobustness",
     "SampleGrid",
     "run_dir",

@@ -180,3 +180,35 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert saved["images_seen"] == 6 * BATCH * 2  # 6 iterations on 2 processes
     assert sorted(os.listdir(run / "samples")) == ["fixed_noise_step0000006.png", "fixed_noise_step0000012.png"]
     assert f"Run:         {run}" in proc.stdout
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_last_ckpt_clean(tmp_path, monkeypatch):
+    """The NaN guard: the error names the loss, the step and the last good checkpoint; no checkpoint
+    written after the non-finite loss holds non-finite weights."""
+    from callbacks import NonFiniteLossError
+    from lightning_modules.noise_dim_gan import NoiseDimGAN
+
+    calls = {"n": 0}
+    original = NoiseDimGAN.generator_step
+
+    def poisoned(self, batch_size, labels=None):
+        calls["n"] += 1
+        logs = original(self, batch_size, labels)
+        if calls["n"] == 3:  # the 3rd iteration's G loss is NaN (after its optimiser step)
+            logs["loss_g"] = torch.tensor(float("nan"))
+        return logs
+
+    monkeypatch.setattr(NoiseDimGAN, "generator_step", poisoned)
+    with pytest.raises(NonFiniteLossError) as info:
+        main(_args(tmp_path, "--trainer.max_steps=20", "--checkpoint.every_n_train_steps=2",
+                   "--trainer.limit_val_batches=0"))  # fmt: skip
+    message = str(info.value)
+    assert "train/loss_g = nan" in message and "global step 6" in message and "last.ckpt" in message
+    ckpt = torch.load(next(tmp_path.rglob("last.ckpt")), map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 4  # written after iteration 2, not after the poisoned 3rd
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_the_nan_guard_can_be_turned_off(tmp_path):
+    cli = main(_args(tmp_path, "--trainer.fast_dev_run=true", "--nan_guard.enabled=false"))
+    assert not [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "NonFiniteGuard" and cb.enabled]
