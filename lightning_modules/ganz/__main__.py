@@ -207,19 +207,26 @@ def cmd_decompress(args: argparse.Namespace) -> None:
     print(format_table(("file", "output", "mode", "d_c", "dtype", "bytes", "bpp"), rows))
 
 
-def cmd_rd(args: argparse.Namespace) -> None:
+def _image_sets(args: argparse.Namespace, shape) -> list:
+    """The ``--data`` splits and the ``--ood`` images, fitted to the generator's image shape."""
     from analysis.data import iter_uint8_images
     from lightning_modules.ganz import rate_distortion as rd
 
-    codec = _codec(args)
-    shape = codec.image_shape
     sets = []
     if args.data:
         for split in args.splits:
             images = list(iter_uint8_images(args.data, split, args.limit, args.data_args))
-            sets.append(rd.ImageSet(split, [n for n, _ in images], [rd.fit_to_shape(im, shape) for _, im in images]))
+            sets.append(rd.ImageSet(split, [k for k, _ in images], [rd.fit_to_shape(im, shape) for _, im in images]))
     if args.ood:
         sets.append(_ood(shape, args.ood))
+    return sets
+
+
+def cmd_rd(args: argparse.Namespace) -> None:
+    from lightning_modules.ganz import rate_distortion as rd
+
+    codec = _codec(args)
+    sets = _image_sets(args, codec.image_shape)
     if not sets:
         raise UsageError("no images: give --data (train/test splits) and/or --ood names")
     rows, decoded = rd.run(
@@ -247,15 +254,7 @@ def cmd_cs(args: argparse.Namespace) -> None:
     codec = _codec(args)
     shape = codec.image_shape
     n = int(np.prod(shape))
-    sets = []
-    if args.data:
-        for split in args.splits:
-            from analysis.data import iter_uint8_images
-
-            images = list(iter_uint8_images(args.data, split, args.limit, args.data_args))
-            sets.append(rd.ImageSet(split, [k for k, _ in images], [rd.fit_to_shape(im, shape) for _, im in images]))
-    if args.ood:
-        sets.append(_ood(shape, args.ood))
+    sets = _image_sets(args, shape)
     if args.from_generator:
         g = torch.Generator().manual_seed(args.seed + 1)
         z = torch.rand(args.from_generator, codec.generator.latent_dim, generator=g) * 2 - 1
