@@ -17,7 +17,10 @@ _init_adversarial` once; this class does the rest with Lightning manual optimisa
   Adam step; the reference code takes a separate step and rescales lr and betas by
   interval / (interval + 1) instead.  Folding keeps one D and one G step per iteration, so
   ``global_step`` still advances by 2 per batch;
-* logging under ``train/`` and ``val/``; a TensorBoard custom-scalars layout.
+* logging under ``train/`` and ``val/``; a TensorBoard custom-scalars layout;
+* under DDP, each update averages the gradients of the network it steps
+  (:mod:`lightning_modules.distributed`): no ``find_unused_parameters``, and the EMA copy
+  never takes part in the synchronisation.
 
 Hooks a method overrides instead of the steps: :meth:`AdversarialModule.fake_images` (G on
 fresh noise), :meth:`AdversarialModule.critic` (D's logits on one batch) and
@@ -38,28 +41,16 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from lightning_modules.distributed import backward_and_step, take_over_gradient_sync
 from lightning_modules.losses import d_loss_fn, g_loss_fn
 from lightning_modules.nets.ema import EMA, ema_beta
 from lightning_modules.noise import NoiseSpec
 from lightning_modules.regularizers import PathLengthPenalty, r1_penalty
 
-__all__ = ["AdversarialModule", "allow_unused_parameters_under_ddp"]
-
-
-def allow_unused_parameters_under_ddp(trainer: Any) -> None:
-    """Turn on DDP's ``find_unused_parameters`` for a GAN trained with manual optimisation.
-
-    Each backward pass reaches only D's parameters (D step) or only G's (G step), which
-    plain DDP rejects.  Call from ``setup()``: it runs before the strategy wraps the model.
-    """
-    strategy = trainer.strategy
-    if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters", False):
-        strategy._ddp_kwargs["find_unused_parameters"] = True
-        rank_zero_info("DDP: find_unused_parameters=True (each GAN backward pass reaches only G or only D)")
+__all__ = ["AdversarialModule"]
 
 
 class AdversarialModule(LightningModule):
@@ -192,7 +183,6 @@ class AdversarialModule(LightningModule):
     def setup(self, stage: str) -> None:
         if self._trainer is None:
             return
-        allow_unused_parameters_under_ddp(self.trainer)
         data_shape = getattr(getattr(self.trainer, "datamodule", None), "image_shape", None)
         if data_shape is not None and tuple(data_shape) != self.image_shape:
             raise ValueError(
@@ -201,6 +191,7 @@ class AdversarialModule(LightningModule):
             )
 
     def on_fit_start(self) -> None:
+        take_over_gradient_sync(self)  # DDP: each step averages its own network's gradients
         if self.noise.format == "float64" and self._compute_dtype != torch.float64:
             rank_zero_warn(
                 f"noise.format is float64 but the generator computes in {self._compute_dtype}: its first layer "
@@ -272,9 +263,7 @@ class AdversarialModule(LightningModule):
             penalty = r1_penalty(real, real_logits)
             loss = loss + penalty * (self.r1_gamma / 2) * self.r1_interval
             logs["r1_penalty"] = penalty.detach()
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt_d.step()
+        backward_and_step(self, opt_d, loss)
         self.untoggle_optimizer(opt_d)
         return logs
 
@@ -291,9 +280,7 @@ class AdversarialModule(LightningModule):
             penalty = self.path_length(images, ws)
             loss = loss + penalty * self.pl_weight * self.pl_interval
             logs.update(pl_penalty=penalty.detach(), pl_mean=self.path_length.pl_mean.detach().clone())
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt_g.step()
+        backward_and_step(self, opt_g, loss)
         self.untoggle_optimizer(opt_g)
         return logs
 

@@ -44,6 +44,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from evaluation.features import file_sha256
 from lightning_modules.adversarial import AdversarialModule
+from lightning_modules.distributed import backward_and_step
 from lightning_modules.losses import LossName
 from lightning_modules.nets.de_gan import Arch, DEGANDiscriminator, DEGANGenerator, check_arch
 from lightning_modules.nets.ema import ema_beta
@@ -337,9 +338,7 @@ class DEGAN(AdversarialModule):
             hidden = torch.zeros((), device=self.device)
         adversarial = self.g_loss(fake_logits)  # Eq. 11
         loss = self.lambda_adv * adversarial + self.lambda_hidden * hidden  # Eq. 13
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt_g.step()
+        backward_and_step(self, opt_g, loss)
         self.untoggle_optimizer(opt_g)
         return {"loss_g": loss.detach(), "loss_adv": adversarial.detach(), "loss_hidden": hidden.detach()}
 

@@ -50,7 +50,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
 from evaluation.reconstruction import ReconstructionMetrics
-from lightning_modules.adversarial import allow_unused_parameters_under_ddp
+from lightning_modules.distributed import backward_and_step, take_over_gradient_sync
 from lightning_modules.losses import LossName, d_loss_fn, g_loss_fn
 from lightning_modules.nets.pix2pix import (
     FeatureNoise,
@@ -239,7 +239,6 @@ class NoisyI2I(LightningModule):
     def setup(self, stage: str) -> None:
         if self._trainer is None:
             return
-        allow_unused_parameters_under_ddp(self.trainer)
         dm = getattr(self.trainer, "datamodule", None)
         for name, ours in (("image_shape", self.image_shape), ("input_shape", self.input_shape)):
             theirs = getattr(dm, name, None) if dm is not None else None
@@ -250,6 +249,7 @@ class NoisyI2I(LightningModule):
                 )
 
     def on_fit_start(self) -> None:
+        take_over_gradient_sync(self)  # DDP: each step averages its own network's gradients
         if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
             self.logger.experiment.add_custom_scalars(self.custom_scalars())
 
@@ -276,9 +276,7 @@ class NoisyI2I(LightningModule):
             fake = self.generator(x_bar)
         real_logits, fake_logits = self.discriminator(x_bar, y), self.discriminator(x_bar, fake)
         loss_d = w.d_loss_weight * self.d_loss(real_logits, fake_logits)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        opt_d.step()
+        backward_and_step(self, opt_d, loss_d)
         self.untoggle_optimizer(opt_d)
 
         # G step: fool the updated D and stay close to the target in L1.
@@ -287,9 +285,7 @@ class NoisyI2I(LightningModule):
         loss_adv = self.g_loss(self.discriminator(x_bar, fake))
         loss_l1 = F.l1_loss(fake, y)
         loss_g = w.lambda_adv * loss_adv + w.lambda_l1 * loss_l1
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        opt_g.step()
+        backward_and_step(self, opt_g, loss_g)
         self.untoggle_optimizer(opt_g)
 
         logs = {

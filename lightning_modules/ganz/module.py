@@ -38,6 +38,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_modules.adversarial import AdversarialModule
+from lightning_modules.distributed import backward_and_step
 from lightning_modules.nets.began import BEGANAutoEncoder, BEGANGenerator
 from lightning_modules.nets.ema import ema_beta
 from lightning_modules.noise import NoiseSpec
@@ -149,17 +150,13 @@ class GANZ(AdversarialModule):
         loss_real = self.L(real)
         loss_fake_d = self.L(fake_d)
         loss_d = loss_real - self.k_t * loss_fake_d
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        opt_d.step()
+        backward_and_step(self, opt_d, loss_d)
         self.untoggle_optimizer(opt_d)
 
         # G step: L_G = L(G(z_G)).
         self.toggle_optimizer(opt_g)
         loss_g = self.L(self.generator(self.sample_noise(n).to(self._compute_dtype)))
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        opt_g.step()
+        backward_and_step(self, opt_g, loss_g)
         self.untoggle_optimizer(opt_g)
 
         # k_t update and the convergence measure M_global (BEGAN Sec. 3.4), from the losses
