@@ -7,7 +7,12 @@ package, e.g. ``class_path: NoiseDimGAN``).  Defaults, each overridable in the c
 * TensorBoard logs under ``runs/<experiment name>/version_N`` (the config names the
   experiment in ``trainer.logger.init_args.name``), the resolved config saved there as
   ``config.yaml``;
-* checkpoints in ``<run>/checkpoints``, always with ``last.ckpt`` (key ``checkpoint``);
+* checkpoints in ``<run>/checkpoints``, always with ``last.ckpt`` (key ``checkpoint``, a
+  :class:`~callbacks.Checkpoint`; ``--checkpoint.every_n_train_steps N`` refreshes it every N
+  optimiser steps, mid-epoch too, and a run resumed from it continues exactly);
+* a :class:`~callbacks.StepSeed` (key ``step_seed``) that seeds every training batch from
+  (run seed, rank, batch index): different noise on each DDP process, the same noise after
+  a resume;
 * a :class:`~callbacks.NonFiniteGuard` (key ``nan_guard``) that stops training at the first
   NaN/Inf loss, before a checkpoint can store it;
 * ``validate`` / ``test`` / ``predict`` refuse to run without ``--ckpt_path`` (a freshly
@@ -34,7 +39,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa:
 import callbacks  # noqa: E402, F401  (registers the project's classes for short class_path names)
 import datamodules  # noqa: E402, F401
 import lightning_modules  # noqa: E402, F401
-from callbacks import NonFiniteGuard, SampleGrid, run_dir  # noqa: E402
+from callbacks import Checkpoint, NonFiniteGuard, SampleGrid, StepSeed, run_dir  # noqa: E402
 
 TRAINER_DEFAULTS = {
     # Where anything without a logger folder goes (e.g. checkpoints under fast_dev_run).
@@ -50,9 +55,10 @@ class NoiseGANCLI(LightningCLI):
     """LightningCLI with the project's defaults and a guard against evaluating untrained weights."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(Checkpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True})
         parser.add_lightning_class_args(NonFiniteGuard, "nan_guard")
+        parser.add_lightning_class_args(StepSeed, "step_seed")
         parser.add_argument(
             "--allow_untrained",
             type=bool,

@@ -1,5 +1,6 @@
 """Lightning callbacks shared by the methods."""
 
+from callbacks.checkpoint import Checkpoint
 from callbacks.condition_number import ConditionNumber
 from callbacks.de_gan_eval import DEGANEvaluation
 from callbacks.generative_metrics import GenerativeMetrics
@@ -8,8 +9,10 @@ from callbacks.nan_guard import NonFiniteGuard, NonFiniteLossError
 from callbacks.paths import run_dir
 from callbacks.robustness import NoiseRobustness
 from callbacks.sample_grid import SampleGrid
+from callbacks.step_seed import StepSeed, step_seed
 
 __all__ = [
+    "Checkpoint",
     "ConditionNumber",
     "DEGANEvaluation",
     "GenerativeMetrics",
@@ -18,5 +21,7 @@ __all__ = [
     "NonFiniteLossError",
     "NoiseRobustness",
     "SampleGrid",
+    "StepSeed",
     "run_dir",
+    "step_seed",
 ]
