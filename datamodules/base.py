@@ -14,7 +14,8 @@ read_splits`).  This class does the rest, the same way for every dataset:
    labels), identical on every process and every run;
 3. **loaders** -- batch size, workers, pinned memory, persistent workers, ``drop_last``
    for training; batches are ``(images, labels)`` with label ``-1`` where the dataset has
-   none;
+   none; the training loader (:class:`~datamodules.resumable.ResumableLoader`) shuffles by
+   ``(seed, epoch)``, deals the data out to DDP processes, and resumes mid-epoch;
 4. **errors** -- missing data is a :class:`DatasetNotFoundError` that names the directory
    it looked in, the files it expected and where they come from, raised in
    ``prepare_data``/``setup`` (never inside a loader worker); the first training image is
@@ -30,6 +31,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
+from datamodules.resumable import ResumableLoader
 
 __all__ = [
     "DatasetNotFoundError",
@@ -323,15 +325,16 @@ class ImageDataModule(LightningDataModule, ABC):
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its {split} loader is asked for")
         train = split == "train"
-        return DataLoader(
-            dataset,
+        options = dict(
             batch_size=self.batch_size,
-            shuffle=train,
             drop_last=train and self.drop_last,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
+        if train:  # shuffled by (seed, epoch), resumable mid-epoch
+            return ResumableLoader(dataset, seed=self.seed, **options)
+        return DataLoader(dataset, shuffle=False, **options)
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is not None and len(self.train_set) < self.batch_size and self.drop_last:
@@ -360,7 +363,8 @@ class ImageDataModule(LightningDataModule, ABC):
 class TensorSplitLoaders:
     """Loaders of a DataModule whose splits live in memory (``train_set``, ``val_set``, ``test_set``).
 
-    Training batches are shuffled and the last incomplete one dropped; the others keep order.
+    Training batches are shuffled (a :class:`~datamodules.resumable.ResumableLoader`) and the last
+    incomplete one dropped; the others keep order.
     Predict uses the test split.  Needs ``batch_size`` and ``num_workers`` attributes.
     """
 
@@ -371,14 +375,10 @@ class TensorSplitLoaders:
     test_set: Optional[Dataset]
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        options = dict(batch_size=self.batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        if train:  # shuffled by (seed, epoch), resumable mid-epoch
+            return ResumableLoader(dataset, seed=getattr(self, "seed", 0), drop_last=True, **options)
+        return DataLoader(dataset, shuffle=False, **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -275,14 +275,29 @@ class NoiseDimGAN(AdversarialModule):
         both = self.trainer.strategy.reduce(both, reduce_op="sum")
         return float(both[0]), int(both[1])
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        super().training_step(batch, batch_idx)
         if self.augment_pipe is None:
             return
+        # Inside the step, not in on_train_batch_end: a checkpoint saved after this batch (callbacks
+        # run before the module's on_train_batch_end) then holds the controller's state after it.
         if self.ada is not None:
             global_batch = self._images(batch).shape[0] * self.trainer.world_size
             if self.ada.step(global_batch, reduce=self._reduce_sum):
                 self.log("train/ada_rt", self.ada.rt)
         self.log("train/ada_p", float(self.augment_pipe.p))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.ada is not None:
+            checkpoint["ada_controller"] = self.ada.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if self.ada is not None and "ada_controller" in checkpoint:
+            # The checkpoint holds rank 0's partial sums of r_t; other ranks restart theirs.
+            rank = self.trainer.global_rank if self._trainer is not None else 0
+            self.ada.load_state_dict(checkpoint["ada_controller"], keep_partial_sums=rank == 0)
 
     def on_fit_start(self) -> None:
         super().on_fit_start()

@@ -305,3 +305,13 @@ class AdaptiveAugment:
         adjust *= batch_size * self.interval / (self.ada_kimg * 1000.0)
         self.pipe.p.copy_(torch.clamp(self.pipe.p + adjust, 0.0, 1.0))
         return True
+
+    def state_dict(self) -> dict[str, float]:
+        """The partial sums since the last adjustment (p itself is the pipe's buffer, in the weights)."""
+        return {"sign_sum": self.sign_sum, "count": self.count, "steps": self.steps, "rt": self.rt}
+
+    def load_state_dict(self, state: dict[str, float], keep_partial_sums: bool = True) -> None:
+        """Restore :meth:`state_dict`.  ``keep_partial_sums=False`` (DDP ranks other than 0, whose sums
+        the checkpoint does not hold) restarts the sums at 0 but keeps the adjustment schedule."""
+        self.steps, self.rt = int(state["steps"]), float(state["rt"])
+        self.sign_sum, self.count = (float(state["sign_sum"]), int(state["count"])) if keep_partial_sums else (0.0, 0)
