@@ -152,7 +152,9 @@ def test_runs_do_not_write_outside_the_given_folder(tmp_path, monkeypatch):
 
 
 def test_ddp_on_two_cpu_processes(tmp_path):
-    """DDP (gloo): GAN steps run, the image counter is global, only rank 0 writes, nothing hangs."""
+    """DDP (gloo): GAN steps run, the image counter is global, only rank 0 writes, nothing hangs;
+    the processes draw different noise and images yet end with the same weights, without
+    find_unused_parameters (each step averages the gradients of the network it updates)."""
     import subprocess
     import sys
 
@@ -168,9 +170,11 @@ def test_ddp_on_two_cpu_processes(tmp_path):
             "--trainer.limit_train_batches=3",
             "--trainer.limit_val_batches=2",
             "--trainer.check_val_every_n_epoch=1",
+            "--trainer.callbacks+=_ddp_probe.RankProbe",  # tests/_ddp_probe.py
+            f"--trainer.callbacks.out_dir={tmp_path / 'probe'}",
         ),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "tests")}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "noise_dim" / "digits_demo" / "version_0"
@@ -180,6 +184,20 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert saved["images_seen"] == 6 * BATCH * 2  # 6 iterations on 2 processes
     assert sorted(os.listdir(run / "samples")) == ["fixed_noise_step0000006.png", "fixed_noise_step0000012.png"]
     assert f"Run:         {run}" in proc.stdout
+    assert "find_unused_parameters" not in proc.stdout + proc.stderr
+
+    ranks = [torch.load(tmp_path / "probe" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert len(ranks[0]["seeds"]) == len(ranks[1]["seeds"]) == 6
+    assert not set(ranks[0]["seeds"]) & set(ranks[1]["seeds"])  # per-rank, per-batch streams
+    assert not torch.isclose(ranks[0]["noise"], ranks[1]["noise"]).any()  # different noise
+    assert ranks[0]["images"] != ranks[1]["images"]  # different shares of the data
+    # G's, D's and the EMA copy's weights stayed identical across processes. Buffers (batch-norm
+    # statistics) are per process, and checkpoints hold rank 0's.
+    weights = [k for k in ranks[0]["state"] if "running_" not in k and "num_batches" not in k]
+    assert any(k.startswith("generator_ema.") for k in weights) and any(k.startswith("discriminator.") for k in weights)
+    for key in weights:
+        assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), key
+        assert torch.equal(ranks[0]["state"][key], saved["state_dict"][key]), key
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_last_ckpt_clean(tmp_path, monkeypatch):

@@ -1,0 +1,40 @@
+"""A callback the DDP tests add to ``train.py`` runs: what each process drew and ended with."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from lightning.pytorch import Callback
+
+
+class RankProbe(Callback):
+    """Saves ``rank<N>.pt`` in ``out_dir``: per batch the step seed, a noise draw and the first real
+    image's sum, and at the end G's, D's and the EMA's weights."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.seeds: list[int] = []
+        self.noise: list[torch.Tensor] = []
+        self.images: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.images.append(float(batch[0][0].sum()))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seeds.append(torch.initial_seed())
+        if hasattr(pl_module, "sample_noise"):  # the GANs with a noise spec
+            self.noise.append(pl_module.sample_noise(2).cpu())
+
+    def on_train_end(self, trainer, pl_module):
+        os.makedirs(self.out_dir, exist_ok=True)
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        torch.save(
+            {
+                "seeds": self.seeds,
+                "noise": torch.stack(self.noise) if self.noise else None,
+                "images": self.images,
+                "state": state,
+            },
+            os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"),
+        )

@@ -1,0 +1,81 @@
+"""Every GAN method under plain ``--trainer.strategy ddp`` on 2 CPU processes (gloo), without
+``find_unused_parameters``: the run completes, the processes train on different data and noise,
+and their weights stay identical (slow: about 20 s per method)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from train import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+pytestmark = pytest.mark.slow
+
+CASES = {
+    "biggan": ("noise_dim/digits_biggan.yaml", ["--model.init_args.ch=4"]),
+    "stylegan2_ada": (
+        "noise_dim/digits_stylegan2_ada.yaml",
+        ["--model.init_args.ch=2", "--model.init_args.w_dim=8", "--model.init_args.ada_interval=1",
+         "--data.init_args.batch_size=8"],
+    ),  # fmt: skip
+    "ganz": ("ganz/digits.yaml", ["--model.init_args.n_filters=4"]),
+    "noisy_i2i": ("i2i/digits_sr8.yaml", ["--model.init_args.g_width=4", "--model.init_args.d_width=4",
+                                          "--model.init_args.sigma_t2=0.1"]),  # fmt: skip
+    "de_gan": ("de_gan/digits.yaml", ["--model.init_args.g_width=4", "--model.init_args.d_width=4"]),
+}
+
+
+def _common(tmp_path):
+    return [
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ]
+
+
+@pytest.fixture(scope="module")
+def vae_ckpt(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("vae")
+    cli = main(
+        ["fit", "-c", str(CONFIGS / "de_gan" / "digits_vae.yaml"), *_common(tmp), "--trainer.max_steps=2",
+         "--trainer.limit_val_batches=0", "--model.init_args.width=4"]  # fmt: skip
+    )
+    return cli.trainer.checkpoint_callback.last_model_path
+
+
+@pytest.mark.parametrize("method", sorted(CASES))
+def test_method_trains_under_plain_ddp(method, tmp_path, request):
+    config, extra = CASES[method]
+    if method == "de_gan":
+        extra = [*extra, f"--model.init_args.vae_ckpt={request.getfixturevalue('vae_ckpt')}",
+                 "--trainer.callbacks=[]"]  # fmt: skip  (its evaluation callback needs a classifier)
+    cmd = [
+        sys.executable, "train.py", "fit", "-c", str(CONFIGS / config), *_common(tmp_path), *extra,
+        "--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2",
+        "--trainer.max_steps=8", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=0",
+        "--trainer.callbacks+=_ddp_probe.RankProbe", f"--trainer.callbacks.out_dir={tmp_path / 'probe'}",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "tests")}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "find_unused_parameters" not in proc.stdout + proc.stderr
+
+    ranks = [torch.load(tmp_path / "probe" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert len(ranks[0]["seeds"]) == len(ranks[1]["seeds"]) == 4
+    assert not set(ranks[0]["seeds"]) & set(ranks[1]["seeds"])
+    assert ranks[0]["images"] != ranks[1]["images"]
+    if ranks[0]["noise"] is not None:
+        assert not torch.equal(ranks[0]["noise"], ranks[1]["noise"])
+    weights = [k for k in ranks[0]["state"] if "running_" not in k and "num_batches" not in k]
+    assert weights
+    for key in weights:
+        assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), key

@@ -1,0 +1,175 @@
+"""Exact resume and per-rank random streams (issue 11, item 4).
+
+A run killed mid-epoch and resumed from ``last.ckpt`` must continue as if it had never
+stopped: same global step, weights, EMA, optimiser states, data order and noise, so the
+losses after the resume equal the uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Callback
+from torch.utils.data import TensorDataset
+
+import train
+from callbacks import StepSeed, step_seed
+from datamodules.resumable import ResumableLoader, ResumableSampler
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "configs" / "noise_dim" / "digits_demo.yaml")
+
+
+# ------------------------------------------------------------------ the sampler and the loader
+def test_sampler_deals_a_seeded_permutation_out_to_the_processes():
+    data = TensorDataset(torch.arange(10))
+    shares = [list(ResumableSampler(data, seed=7, num_replicas=2, rank=r)) for r in range(2)]
+    assert len(shares[0]) == len(shares[1]) == 5
+    assert sorted(shares[0] + shares[1]) == list(range(10))  # disjoint, and together every index once
+    again = ResumableSampler(data, seed=7, num_replicas=2, rank=0)
+    assert list(again) == shares[0]  # a function of (seed, epoch) only
+    again.set_epoch(1)
+    assert list(again) != shares[0]  # reshuffled every epoch
+    assert list(ResumableSampler(data, seed=8, num_replicas=2, rank=0)) != shares[0]
+
+
+def test_loader_state_resumes_after_the_batches_handed_out():
+    data = TensorDataset(torch.arange(20))
+    first = ResumableLoader(data, batch_size=3, seed=1, drop_last=True)
+    first.sampler.set_epoch(2)
+    batches = iter(first)
+    seen = [next(batches)[0].tolist() for _ in range(2)]
+    state = first.state_dict()
+    assert state == {"epoch": 2, "batches": 2, "batch_size": 3, "num_replicas": 1, "seed": 1}
+    rest = [b[0].tolist() for b in batches]
+
+    resumed = ResumableLoader(data, batch_size=3, seed=1, drop_last=True)
+    resumed.load_state_dict(state)
+    batches = iter(resumed)  # Lightning calls iter() before set_epoch() when it resumes
+    resumed.sampler.set_epoch(2)
+    assert [b[0].tolist() for b in batches] == rest
+    assert resumed.state_dict()["batches"] == len(seen) + len(rest) == len(resumed)
+    # The next epoch starts from its first batch.
+    resumed.sampler.set_epoch(3)
+    assert sum(1 for _ in resumed) == len(resumed)
+
+
+def test_a_saved_state_of_an_earlier_epoch_does_not_skip_batches():
+    data = TensorDataset(torch.arange(12))
+    loader = ResumableLoader(data, batch_size=4, seed=0)
+    loader.load_state_dict({"epoch": 0, "batches": 3, "batch_size": 4, "num_replicas": 1, "seed": 0})
+    loader.sampler.set_epoch(1)  # the checkpoint was written at the end of epoch 0
+    assert sum(1 for _ in loader) == 3
+
+
+def test_a_different_batch_size_restarts_the_epoch_with_a_warning():
+    loader = ResumableLoader(TensorDataset(torch.arange(12)), batch_size=4, seed=0)
+    with pytest.warns(UserWarning, match="restarts from its first batch"):
+        loader.load_state_dict({"epoch": 0, "batches": 2, "batch_size": 2, "num_replicas": 1, "seed": 0})
+    assert sum(1 for _ in loader) == 3
+
+
+def test_step_seeds_differ_across_ranks_batches_and_runs():
+    seeds = {step_seed(run, rank, batch) for run in (0, 1) for rank in (0, 1, 2) for batch in range(50)}
+    assert len(seeds) == 2 * 3 * 50
+    assert all(0 <= s < 2**63 for s in seeds)
+    assert step_seed(3, 1, 4) == step_seed(3, 1, 4)
+
+
+def test_step_seed_state_round_trips():
+    cb = StepSeed(seed=123)
+    restored = StepSeed()
+    restored.load_state_dict(cb.state_dict())
+    assert restored.seed == 123
+
+
+# ------------------------------------------------------------------ exact resume, end to end
+class _Recorder(Callback):
+    """The losses of every iteration, by global step."""
+
+    def __init__(self) -> None:
+        self.losses: dict[int, tuple[float, float]] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        m = trainer.callback_metrics
+        self.losses[trainer.global_step] = (float(m["train/loss_d"]), float(m["train/loss_g"]))
+
+
+class _Preempt(Callback):
+    """Dies (like a killed job) at the start of the batch that would take global step ``at``."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.at:
+            raise RuntimeError("preempted")  # no checkpoint is written on the way out
+
+
+def _fit(tmp_path, monkeypatch, *extra, callbacks=()):
+    monkeypatch.setitem(train.TRAINER_DEFAULTS, "callbacks", list(callbacks))
+    args = [
+        "fit",
+        "-c",
+        DEMO,
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--model.init_args.g_width=8",
+        "--model.init_args.d_width=8",
+        "--model.init_args.ema_kimg=0.2",  # an EMA that moves within a few iterations
+        "--trainer.max_steps=22",  # 11 iterations: 2 epochs of 5 batches and one more
+        "--trainer.limit_train_batches=5",
+        "--trainer.limit_val_batches=1",
+        "--trainer.check_val_every_n_epoch=1",  # validation draws noise too: it must not shift training's
+        "--trainer.log_every_n_steps=1",
+        "--checkpoint.every_n_train_steps=4",  # every 2 iterations, mid-epoch
+        *extra,
+    ]
+    return train.main(args)
+
+
+def _state(cli):
+    model, trainer = cli.model, cli.trainer
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    optim = [opt.state_dict() for opt in trainer.optimizers]
+    return weights, optim
+
+
+def test_a_run_killed_mid_epoch_resumes_exactly(tmp_path, monkeypatch):
+    whole = _Recorder()
+    uninterrupted = _fit(tmp_path / "whole", monkeypatch, callbacks=[whole])
+    assert uninterrupted.trainer.global_step == 22
+
+    # Killed in epoch 1 (iterations 5-9) after its checkpoint at step 16 (iteration 8, mid-epoch);
+    # the two optimiser steps of iteration 8 -> 9 are lost with it.
+    with pytest.raises(RuntimeError, match="preempted"):
+        _fit(tmp_path / "cut", monkeypatch, callbacks=[_Preempt(at=18)])
+    last = next((tmp_path / "cut").rglob("last.ckpt"))
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 16 and saved["epoch"] == 1
+    assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["batches"] == 3  # of 5
+
+    after = _Recorder()
+    resumed = _fit(tmp_path / "cut", monkeypatch, f"--ckpt_path={last}", callbacks=[after])
+    assert resumed.trainer.global_step == 22
+    assert sorted(after.losses) == [18, 20, 22]
+    for step, (loss_d, loss_g) in after.losses.items():
+        assert (loss_d, loss_g) == pytest.approx(whole.losses[step], rel=1e-6, abs=1e-7), step
+
+    weights_a, optim_a = _state(uninterrupted)
+    weights_b, optim_b = _state(resumed)
+    assert weights_a.keys() == weights_b.keys()
+    assert any(k.startswith("generator_ema.") for k in weights_a)
+    for key in weights_a:  # G, D and the EMA copy
+        torch.testing.assert_close(weights_b[key], weights_a[key], rtol=1e-5, atol=1e-6, msg=key)
+    for a, b in zip(optim_a, optim_b):  # Adam's moments and step counts, for G and for D
+        for pid, state in a["state"].items():
+            for name, value in state.items():
+                torch.testing.assert_close(b["state"][pid][name], value, rtol=1e-5, atol=1e-7)
+    assert int(resumed.model.images_seen) == int(uninterrupted.model.images_seen) == 11 * 64
+    assert not math.isnan(after.losses[22][0])
