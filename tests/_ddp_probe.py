@@ -10,7 +10,8 @@ from lightning.pytorch import Callback
 
 class RankProbe(Callback):
     """Saves ``rank<N>.pt`` in ``out_dir``: per batch the step seed, a noise draw and the first real
-    image's sum, and at the end G's, D's and the EMA's weights."""
+    image's sum, and at the end the state dict
+    and the names of the parameters (G's, D's and the EMA copy's)."""
 
     def __init__(self, out_dir: str) -> None:
         self.out_dir = out_dir
@@ -35,6 +36,7 @@ class RankProbe(Callback):
                 "noise": torch.stack(self.noise) if self.noise else None,
                 "images": self.images,
                 "state": state,
+                "parameters": [name for name, _ in pl_module.named_parameters()],
             },
             os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"),
         )

