@@ -177,13 +177,14 @@ def test_16_mixed_manual_optimisation_goes_through_the_grad_scaler(tmp_path, mon
 
         monkeypatch.setattr(torch.amp.GradScaler, name, counted)
     record = _Recorder(monkeypatch)
-    plugin = {"class_path": "lightning.pytorch.plugins.precision.MixedPrecision",
-              "init_args": {"precision": "16-mixed", "device": "cpu"}}  # fmt: skip
+    # Lightning maps --trainer.precision 16-mixed on CPU to bf16-mixed; the plugin forces float16 (README).
+    plugin = ("{class_path: lightning.pytorch.plugins.precision.MixedPrecision, "
+              "init_args: {precision: 16-mixed, device: cpu}}")
     cli = main([
         "fit", "-c", _config_without_callbacks("noise_dim/digits_demo.yaml", tmp_path),
         f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        f"--trainer.plugins={yaml.safe_dump(plugin, default_flow_style=True).strip()}", "--trainer.max_steps=8",
+        f"--trainer.plugins={plugin}", "--trainer.max_steps=8",
         "--trainer.limit_val_batches=0", "--checkpoint.save_last=false",
         "--model.init_args.g_width=8", "--model.init_args.d_width=8",
     ])  # fmt: skip
