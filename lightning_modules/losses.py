@@ -7,6 +7,10 @@
   ``loss_Dgen``, ``loss_Dreal``).
 * ``hinge`` -- Lim & Ye 2017 / Miyato et al. 2018 (BigGAN's loss):
   D: relu(1 - D(x)) + relu(1 + D(G(z))); G: -D(G(z)).
+
+Under autocast (``bf16-mixed``, ``16-mixed``) D's logits come in bf16/fp16; the losses are
+computed in float32 (:func:`at_least_float32`), as CUDA's autocast does for ``softplus`` (CPU's
+does not), so the logged losses keep float32 digits.
 """
 
 from __future__ import annotations
@@ -18,23 +22,30 @@ import torch.nn.functional as F
 
 LossName = Literal["non_saturating", "hinge"]
 
-__all__ = ["LossName", "d_loss_fn", "g_loss_fn"]
+__all__ = ["LossName", "at_least_float32", "d_loss_fn", "g_loss_fn"]
+
+
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32, or in its own dtype when wider (float64 under ``64-true``): never bf16/fp16."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def _d_non_saturating(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    real_logits, fake_logits = at_least_float32(real_logits), at_least_float32(fake_logits)
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
 
 def _g_non_saturating(fake_logits: torch.Tensor) -> torch.Tensor:
-    return F.softplus(-fake_logits).mean()
+    return F.softplus(-at_least_float32(fake_logits)).mean()
 
 
 def _d_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    real_logits, fake_logits = at_least_float32(real_logits), at_least_float32(fake_logits)
     return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
 
 
 def _g_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
-    return -fake_logits.mean()
+    return -at_least_float32(fake_logits).mean()
 
 
 _D = {"non_saturating": _d_non_saturating, "hinge": _d_hinge}

@@ -29,10 +29,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
+import numpy as np
 import torch
 from scipy.special import ndtri
 
-from analysis.float_entropy import FORMATS, entropy_bits
+from analysis.float_entropy import FORMATS, cell_mass_around, entropy_bits, representable_values, resolve_format
 from lightning_modules.dataclass_config import coerce_dataclass
 
 Distribution = Literal["gaussian", "uniform", "discrete"]
@@ -104,6 +105,35 @@ class NoiseSpec:
         """H(Z^n) = n H(format) bits per sample (Eq. 7): an upper bound on H(G(Z))."""
         return self.dim * self.entropy_bits_per_dim()
 
+    def entropy_bits_per_dim_in(self, fmt: str) -> float:
+        """H of one noise scalar once rounded to ``fmt``: what a layer computing in ``fmt`` sees.
+
+        Under ``--trainer.precision bf16-mixed`` (``16-mixed``) the generator's first matmul or
+        convolution rounds its input to bfloat16 (float16), so the noise that reaches the
+        network carries at most this many bits per dimension, whatever the spec's format.
+
+        Exact for ``discrete`` noise (levels that round to one value merge) and for formats
+        of at most 16 bits (every value enumerated, with its mass).  From float32/float64 into
+        a narrower ``fmt`` it is H(fmt) of the entropy table: rounding first to float32 moves
+        mass only where a float32 value is exactly a midpoint of ``fmt`` (negligible).
+        """
+        source, target = FORMATS[self.format], resolve_format(fmt)
+        if self.distribution == "discrete":
+            _, counts = torch.unique(self.levels().to(target.torch_dtype).double(), return_counts=True)
+            return _entropy_of_masses(counts.double().numpy() / 2**self.bits)
+        if source.total_bits > 16:
+            if target.mantissa_bits >= source.mantissa_bits:  # float32 into float32/float64: nothing lost
+                return self.entropy_bits_per_dim()
+            return entropy_bits(target, self.distribution)
+        values = representable_values(source)
+        half_gaps = np.diff(values) / 2.0
+        mass = cell_mass_around(
+            values, np.concatenate([[np.inf], half_gaps]), np.concatenate([half_gaps, [np.inf]]), self.distribution
+        )
+        rounded = torch.from_numpy(values).to(source.torch_dtype).to(target.torch_dtype).double().numpy()
+        _, merged = np.unique(rounded, return_inverse=True)
+        return _entropy_of_masses(np.bincount(merged.ravel(), weights=mass))
+
     def levels(self) -> torch.Tensor:
         """The 2^bits values of ``discrete`` noise: unit-variance Gaussian quantiles."""
         k = torch.arange(2**self.bits, dtype=torch.float64)
@@ -142,3 +172,9 @@ class NoiseSpec:
     def __str__(self) -> str:
         kind = f"discrete {self.bits}-bit" if self.distribution == "discrete" else self.distribution
         return f"{self.dim}-dim {kind} noise in {self.format} ({self.entropy_bits():.2f} bits/sample)"
+
+
+def _entropy_of_masses(p: np.ndarray) -> float:
+    """-sum p log2 p over the nonzero masses ``p``."""
+    p = p[p > 0]
+    return float(-(p * np.log2(p)).sum())

@@ -9,8 +9,11 @@ r"""GAN regularisers: the R1 gradient penalty and StyleGAN2's path-length regula
   a buffer (saved in checkpoints) and returns the expectation; the caller applies the weight
   (2 in StyleGAN2) and the lazy interval.
 
-Both are computed in float32 whatever the autocast precision: squared gradient norms of
-bf16/fp16 activations lose most of their digits.  Reference for the conventions:
+Both are computed in float32 (float64 under ``64-true``) whatever the autocast precision:
+squared gradient norms of bf16/fp16 activations lose most of their digits.  Under autocast
+the networks' forward passes (and so the gradients through their activations) stay in
+bf16/fp16; the logits, the image-space noise y, the gradients, their squares and sums and
+the running target ``pl_mean`` are float32.  Reference for the conventions:
 NVlabs/stylegan2-ada-pytorch, ``training/loss.py`` (``loss_Dr1``, ``loss_Gpl``).
 """
 
@@ -20,6 +23,8 @@ import math
 
 import torch
 from torch import Tensor, nn
+
+from lightning_modules.losses import at_least_float32
 
 __all__ = ["PathLengthPenalty", "r1_penalty"]
 
@@ -32,8 +37,8 @@ def r1_penalty(real: Tensor, real_logits: Tensor) -> Tensor:
     """
     if not real.requires_grad:
         raise ValueError("r1_penalty needs real images with requires_grad=True, fed to D to get real_logits")
-    (grad,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
-    return grad.float().square().flatten(1).sum(dim=1).mean()
+    (grad,) = torch.autograd.grad(at_least_float32(real_logits).sum(), real, create_graph=True)
+    return at_least_float32(grad).square().flatten(1).sum(dim=1).mean()
 
 
 class PathLengthPenalty(nn.Module):
@@ -51,10 +56,16 @@ class PathLengthPenalty(nn.Module):
         self.register_buffer("pl_mean", torch.zeros([]))
 
     def lengths(self, images: Tensor, ws: Tensor) -> Tensor:
-        """|J_w^T y|_2 per sample, y ~ N(0, I) / sqrt(H W); averaged over the ws rows as in StyleGAN2."""
-        y = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
-        (grad,) = torch.autograd.grad((images * y).float().sum(), ws, create_graph=True)
-        grad = grad.float()
+        """|J_w^T y|_2 per sample, y ~ N(0, I) / sqrt(H W); averaged over the ws rows as in StyleGAN2.
+
+        y is drawn in float32 (float64 under ``64-true``), never in the bf16/fp16 of autocast
+        images, so a seed gives the same y under ``32-true`` and ``bf16-mixed``.
+        """
+        images = at_least_float32(images)
+        y = torch.randn(images.shape, dtype=images.dtype, device=images.device)
+        y = y / math.sqrt(images.shape[2] * images.shape[3])
+        (grad,) = torch.autograd.grad((images * y).sum(), ws, create_graph=True)
+        grad = at_least_float32(grad)
         if grad.ndim == 3:  # [N, num_ws, w_dim]: sum over w_dim, mean over the style inputs
             return grad.square().sum(dim=2).mean(dim=1).sqrt()
         return grad.square().flatten(1).sum(dim=1).sqrt()

@@ -241,21 +241,6 @@ def test_checkpoint_has_no_vae_weights_but_reloads_it(trained, vae_ckpt):
     assert torch.equal(loaded.generate(z), model.generate(z))
 
 
-def test_bf16_mixed_precision_steps_on_cpu(vae_ckpt, tmp_path):
-    model = _degan(vae_ckpt)
-    trainer = Trainer(
-        precision="bf16-mixed",
-        fast_dev_run=True,
-        default_root_dir=tmp_path,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, _digits_loader(16))
-    assert trainer.global_step == 2
-    assert all(torch.isfinite(p).all() for p in model.generator.parameters())
-    assert model.precondition(model.noise.sample(2)).dtype == torch.float32
-
-
 # ---------------------------------------------------------------------------------------------- metrics
 def test_confident_accuracy_counts_top_probabilities_above_the_threshold():
     probs = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.5, 0.5], [0.02, 0.98]])

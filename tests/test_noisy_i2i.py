@@ -1,7 +1,7 @@
 """NoisyI2I (pix2pix with Gaussian input-noise injection): the U-Net and PatchGAN, where the noise acts
 (training only, unless ``eval_noise``), ``sigma_t2 = 0`` as exactly pix2pix, the dedicated noise stream
-(reproducible, resumable, not touching the global one), the shape checks, bf16, and the inference
-corruptions of known power (:mod:`evaluation.corruptions`)."""
+(reproducible, resumable, not touching the global one), the shape checks, and the inference corruptions
+of known power (:mod:`evaluation.corruptions`).  bf16: tests/test_mixed_precision.py."""
 
 import copy
 import math
@@ -392,22 +392,7 @@ def test_training_noise_depends_only_on_seed_and_step(tmp_path):
     assert len(resumed) == 1 and torch.equal(resumed[0], a[1])
 
 
-# ============================================================================================ precision, checks
-def test_bf16_mixed_fit_on_cpu_has_finite_losses():
-    torch.manual_seed(0)
-    model = NoisyI2I(**SMALL, sigma_t2=0.1, feature_noise="bottleneck", feature_noise_sigma2=0.1)
-    before = model.generator.out.weight.detach().clone()
-    trainer = _trainer(max_steps=4, precision="bf16-mixed")
-    trainer.fit(model, _loader(_pairs(16), batch_size=8))
-    assert trainer.global_step == 4
-    names = ["loss_d", "loss_g", "loss_g_adv", "loss_l1", "d_real", "d_fake"]
-    metrics = {k: trainer.callback_metrics[f"train/{k}"] for k in names}
-    assert all(torch.isfinite(v).all() for v in metrics.values()), metrics
-    assert 0 < metrics["loss_l1"] < 2 and metrics["loss_d"] > 0
-    after = model.generator.out.weight
-    assert torch.isfinite(after).all() and not torch.equal(after, before)
-
-
+# ============================================================================================ shape checks
 class _ShapedData(LightningDataModule):
     def __init__(self, image_shape, input_shape):
         super().__init__()

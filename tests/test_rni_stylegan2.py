@@ -174,12 +174,6 @@ def test_inversion_cli_over_a_folder(tmp_path):
         load_images(str(tmp_path / "missing"), 16, 1)
 
 
-def test_bf16_mixed_fit(tmp_path):
-    cli = main(_args(tmp_path, "--trainer.fast_dev_run=true", "--trainer.precision=bf16-mixed"))
-    assert cli.trainer.global_step == 2
-    assert torch.isfinite(cli.model.path_length.pl_mean)
-
-
 def _events(folder):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

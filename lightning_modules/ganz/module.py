@@ -39,6 +39,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_modules.adversarial import AdversarialModule
 from lightning_modules.distributed import backward_and_step
+from lightning_modules.losses import at_least_float32
 from lightning_modules.nets.began import BEGANAutoEncoder, BEGANGenerator
 from lightning_modules.nets.ema import ema_beta
 from lightning_modules.noise import NoiseSpec
@@ -47,8 +48,12 @@ __all__ = ["GANZ", "autoencoder_loss"]
 
 
 def autoencoder_loss(v: torch.Tensor, reconstruction: torch.Tensor, eta: int = 1) -> torch.Tensor:
-    """L(v) = mean over pixels and batch of |v - D(v)|^eta (BEGAN Eq. 1; eta = 1 or 2)."""
-    diff = (v - reconstruction).abs()
+    """L(v) = mean over pixels and batch of |v - D(v)|^eta (BEGAN Eq. 1; eta = 1 or 2).
+
+    In float32 under autocast (where G's images and D's reconstructions come in bf16/fp16), so
+    the k_t controller and M_global see float32 losses.
+    """
+    diff = (at_least_float32(v) - at_least_float32(reconstruction)).abs()
     return (diff if eta == 1 else diff.pow(eta)).mean()
 
 
