@@ -198,6 +198,7 @@ class AdversarialModule(LightningModule):
                 "rounds the noise, so the output carries at most the entropy of that format. "
                 "Use --trainer.precision 64-true to keep float64 noise."
             )
+        self._warn_if_autocast_rounds_the_noise()
         # The noise entropy joins the run's hyperparameters (hparams.yaml, TensorBoard's HPARAMS
         # tab): the bridge between the theory (H(G(Z)) <= H(Z)) and training.
         entropy = {
@@ -208,6 +209,21 @@ class AdversarialModule(LightningModule):
             logger.log_hyperparams(entropy, metrics=entropy if isinstance(logger, TensorBoardLogger) else None)
         if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
             self.logger.experiment.add_custom_scalars(self.custom_scalars())
+
+    def _warn_if_autocast_rounds_the_noise(self) -> None:
+        """Under ``bf16-mixed`` / ``16-mixed`` the generator's first layer rounds the noise to the autocast format."""
+        autocast = {"bf16-mixed": "bfloat16", "16-mixed": "float16"}.get(str(self.trainer.precision))
+        if autocast is None:
+            return
+        kept, logged = self.noise.entropy_bits_per_dim_in(autocast), self.noise.entropy_bits_per_dim()
+        if kept < logged:
+            rank_zero_warn(
+                f"--trainer.precision {self.trainer.precision}: the generator's first layer computes in {autocast} "
+                f"and rounds the {self.noise.format} noise to it, so the noise carries at most {kept:.4f} bits per "
+                f"dimension ({self.noise.dim * kept:.1f} per sample), not the {logged:.4f} "
+                f"({self.noise.entropy_bits():.1f}) logged as noise/entropy_bits. Use noise.format: {autocast} to "
+                "make the logged entropy the run's, or --trainer.precision 32-true to keep the noise's."
+            )
 
     def custom_scalars(self) -> dict[str, Any]:
         """TensorBoard custom-scalars layout: the method's curves grouped on one page."""
