@@ -13,6 +13,8 @@ package, e.g. ``class_path: NoiseDimGAN``).  Defaults, each overridable in the c
 * a :class:`~callbacks.StepSeed` (key ``step_seed``) that seeds every training batch from
   (run seed, rank, batch index): different noise on each DDP process, the same noise after
   a resume;
+* a :class:`~callbacks.RequeueAtBatchEnd` (key ``slurm_requeue``): under SLURM, the SIGUSR1
+  checkpoint-and-requeue happens at the end of a batch, on all processes together;
 * a :class:`~callbacks.NonFiniteGuard` (key ``nan_guard``) that stops training at the first
   NaN/Inf loss, before a checkpoint can store it;
 * ``validate`` / ``test`` / ``predict`` refuse to run without ``--ckpt_path`` (a freshly
@@ -39,7 +41,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa:
 import callbacks  # noqa: E402, F401  (registers the project's classes for short class_path names)
 import datamodules  # noqa: E402, F401
 import lightning_modules  # noqa: E402, F401
-from callbacks import Checkpoint, NonFiniteGuard, SampleGrid, StepSeed, run_dir  # noqa: E402
+from callbacks import Checkpoint, NonFiniteGuard, RequeueAtBatchEnd, SampleGrid, StepSeed, run_dir  # noqa: E402
 
 TRAINER_DEFAULTS = {
     # Where anything without a logger folder goes (e.g. checkpoints under fast_dev_run).
@@ -59,6 +61,7 @@ class NoiseGANCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True})
         parser.add_lightning_class_args(NonFiniteGuard, "nan_guard")
         parser.add_lightning_class_args(StepSeed, "step_seed")
+        parser.add_lightning_class_args(RequeueAtBatchEnd, "slurm_requeue")
         parser.add_argument(
             "--allow_untrained",
             type=bool,

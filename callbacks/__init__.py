@@ -9,6 +9,7 @@ from callbacks.nan_guard import NonFiniteGuard, NonFiniteLossError
 from callbacks.paths import run_dir
 from callbacks.robustness import NoiseRobustness
 from callbacks.sample_grid import SampleGrid
+from callbacks.slurm_requeue import RequeueAtBatchEnd
 from callbacks.step_seed import StepSeed, step_seed
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "NonFiniteGuard",
     "NonFiniteLossError",
     "NoiseRobustness",
+    "RequeueAtBatchEnd",
     "SampleGrid",
     "StepSeed",
     "run_dir",

@@ -23,8 +23,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.fabric.plugins.environments import SLURMEnvironment
-from lightning.pytorch.callbacks import Callback
 
 pytestmark = pytest.mark.slurm
 
@@ -288,52 +286,10 @@ def test_two_task_ddp_fit(slurm, tmp_path):
     assert (tmp_path / "roots" / job).is_dir()  # default_root_dir, where hpc checkpoints would go
 
 
-class RequeueAtBatchEnd(Callback):
-    """Lightning's SLURM auto-requeue, run at the end of a training batch on all ranks together.
-
-    What ``callbacks/`` should get (and ``train.py`` turn on in every run); here until then.
-    Lightning's own SIGUSR1 handler runs wherever the signal lands in each process:
-
-    * between the D and the G step of an iteration, the hpc checkpoint has an odd
-      ``global_step``, and the restart trains that batch's D step again, ends one step past
-      ``max_steps``, and never again meets ``--checkpoint.every_n_train_steps``;
-    * under DDP the ranks get there at different points, and the barrier in its
-      ``trainer.save_checkpoint`` meets a gradient all-reduce on the other rank: the job hangs
-      (about 1 run in 5 here) and is never requeued.
-
-    This handler only notes the signal. At the end of each batch the ranks agree (one
-    all-reduce of a flag) whether any got it, and then all run Lightning's handler at the same
-    point: hpc checkpoint, then ``scontrol requeue`` from rank 0.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def on_train_start(self, trainer, pl_module) -> None:  # Lightning's handlers are in place by now
-        environment = trainer._accelerator_connector.cluster_environment
-        if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
-            self._previous = signal.signal(environment.requeue_signal, self._request)
-
-    def _request(self, signum, frame) -> None:
-        self.requested = True
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._previous is not None and trainer.strategy.reduce_boolean_decision(self.requested, all=False):
-            self.requested = False
-            trainer._signal_connector._slurm_sigusr_handler_fn(signal.SIGUSR1, None)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGUSR1, self._previous)
-            self._previous = None
-
-
-def _requeue_run(slurm, tmp_path, max_steps, *extra, pythonpath=str(ROOT)):
+def _requeue_run(slurm, tmp_path, max_steps, *extra):
     """Submit a fit with a checkpoint every 10 optimiser steps; return its id once the first one is on disk."""
     job = _submit(
-        slurm, tmp_path, f"--trainer.max_steps={max_steps}", "--checkpoint.every_n_train_steps=10", *extra,
-        pythonpath=pythonpath,
+        slurm, tmp_path, f"--trainer.max_steps={max_steps}", "--checkpoint.every_n_train_steps=10", *extra
     )
     run = tmp_path / "tb" / RUN / f"slurm_{job}"
     _wait_for_file(slurm, tmp_path, job, run / "checkpoints" / "last.ckpt")  # both ranks are in the training loop
@@ -357,11 +313,9 @@ def test_requeue_at_batch_end_resumes_exactly(slurm, tmp_path):
     """`scancel --signal=USR1` (what --signal=SIGUSR1@90 sends before the time limit) reaches every
     rank; the hpc checkpoint lands in the run root at an iteration boundary, the job is requeued,
     and the restart (same id) restores it into the same TensorBoard run and ends exactly at
-    max_steps. (RequeueAtBatchEnd: see its docstring for why not Lightning's handler alone.)"""
-    job, run = _requeue_run(
-        slurm, tmp_path, STEPS, '--trainer.callbacks+={"class_path": "test_slurm.RequeueAtBatchEnd"}',
-        pythonpath=f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
-    )
+    max_steps. (callbacks.RequeueAtBatchEnd, on in every train.py run: see its docstring for why
+    not Lightning's handler alone.)"""
+    job, run = _requeue_run(slurm, tmp_path, STEPS)
     slurm.run("scancel", "--signal=USR1", job)
     hpc = tmp_path / "roots" / job / "hpc_ckpt_1.ckpt"
     log, last = _assert_resumed(slurm, tmp_path, job, run, hpc)
@@ -371,17 +325,6 @@ def test_requeue_at_batch_end_resumes_exactly(slurm, tmp_path):
     assert saved["images_seen"] == saved["d_steps"] * BATCH * TASKS
     assert last["global_step"] == STEPS
     assert last["images_seen"] == STEPS // 2 * BATCH * TASKS
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(reason="Lightning's SIGUSR1 handler alone: mid-iteration checkpoints, DDP hangs (RequeueAtBatchEnd)")
-def test_lightning_sigusr1_handler_alone(slurm, tmp_path):
-    """The same with Lightning's handler alone. Here its hpc checkpoint landed mid-iteration in 3
-    runs of 4 (the run then ends at max_steps + 1), and about 1 run in 5 hung (DDP)."""
-    job, run = _requeue_run(slurm, tmp_path, STEPS)
-    slurm.run("scancel", "--signal=USR1", job)
-    log, last = _assert_resumed(slurm, tmp_path, job, run, tmp_path / "roots" / job / "hpc_ckpt_1.ckpt")
-    assert last["global_step"] == STEPS
 
 
 def test_requeue_without_sigusr1_resumes_from_last_ckpt(slurm, tmp_path):
