@@ -230,3 +230,36 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_last_ckpt_clean(tmp_path, mon
 def test_the_nan_guard_can_be_turned_off(tmp_path):
     cli = main(_args(tmp_path, "--trainer.fast_dev_run=true", "--nan_guard.enabled=false"))
     assert not [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "NonFiniteGuard" and cb.enabled]
+
+
+def test_slurm_requeue_signal_is_handled_at_the_end_of_a_batch(tmp_path, monkeypatch):
+    """Under SLURM (environment faked), a SIGUSR1 arriving between the D and the G step of an
+    iteration is acted on once, after that iteration: the requeue checkpoint holds whole iterations."""
+    import signal
+
+    from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
+
+    from lightning_modules.noise_dim_gan import NoiseDimGAN
+
+    for key, value in {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "noise-gan",
+                       "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+                       "SLURM_NODELIST": "localhost"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    handled = []
+    monkeypatch.setattr(
+        _SignalConnector, "_slurm_sigusr_handler_fn",
+        lambda self, signum, frame: handled.append((signum, self.trainer.global_step, self.trainer.lightning_module.d_steps)),
+    )  # fmt: skip
+    original = NoiseDimGAN.generator_step
+
+    def signalled(self, batch_size, labels=None):
+        if self.d_steps == 3:  # after the 3rd D step, before its G step
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(self, batch_size, labels)
+
+    monkeypatch.setattr(NoiseDimGAN, "generator_step", signalled)
+    previous = signal.getsignal(signal.SIGUSR1)
+    cli = main(_args(tmp_path, "--trainer.max_steps=10", "--trainer.limit_val_batches=0"))
+    assert type(cli.trainer._accelerator_connector.cluster_environment).__name__ == "SLURMEnvironment"
+    assert handled == [(signal.SIGUSR1, 6, 3)]  # once, after the 3rd whole iteration
+    assert signal.getsignal(signal.SIGUSR1) == previous  # the callback gave the handler back
