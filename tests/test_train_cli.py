@@ -263,3 +263,15 @@ def test_slurm_requeue_signal_is_handled_at_the_end_of_a_batch(tmp_path, monkeyp
     assert type(cli.trainer._accelerator_connector.cluster_environment).__name__ == "SLURMEnvironment"
     assert handled == [(signal.SIGUSR1, 6, 3)]  # once, after the 3rd whole iteration
     assert signal.getsignal(signal.SIGUSR1) == previous  # the callback gave the handler back
+
+
+def test_mid_epoch_checkpoints_are_quiet_and_the_end_refreshes_last_ckpt(tmp_path, recwarn):
+    """every_n_train_steps under manual optimisation: no Lightning warning about the post-step state
+    at each save, and last.ckpt holds the final step even when it is not a multiple of N."""
+    cli = main(_args(tmp_path, "--trainer.max_steps=10", "--checkpoint.every_n_train_steps=4",
+                     "--trainer.limit_val_batches=0"))  # fmt: skip
+    saved = torch.load(cli.trainer.checkpoint_callback.last_model_path, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 10
+    periodic = sorted(p.name for p in Path(cli.trainer.checkpoint_callback.dirpath).glob("epoch=*.ckpt"))
+    assert periodic == ["epoch=0-step=8.ckpt"]  # the latest every-4-steps save (save_top_k: 1)
+    assert not [w for w in recwarn if "pre-optimization state" in str(w.message)]
