@@ -264,6 +264,11 @@ class AdversarialModule(LightningModule):
         """D's logits on a real and a generated batch (two forward passes; methods may batch them)."""
         return self.critic(real, labels), self.critic(fake, labels)
 
+    def _penalty_grad_scale(self) -> float:
+        """The loss scale of ``16-mixed`` (1 otherwise), for the inner gradients of R1 and path length."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+
     def discriminator_step(self, real: torch.Tensor, labels: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """Update D on a real batch and as many fakes (Eq. 2, the max over f), with lazy R1."""
         opt_d = self.optimizers()[1]
@@ -276,7 +281,7 @@ class AdversarialModule(LightningModule):
         loss = self.d_loss(real_logits, fake_logits)
         logs = {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
         if do_r1:  # gamma / 2 * E|grad_x D(x)|^2, times the interval (lazy regularisation)
-            penalty = r1_penalty(real, real_logits)
+            penalty = r1_penalty(real, real_logits, self._penalty_grad_scale())
             loss = loss + penalty * (self.r1_gamma / 2) * self.r1_interval
             logs["r1_penalty"] = penalty.detach()
         backward_and_step(self, opt_d, loss)
@@ -293,7 +298,7 @@ class AdversarialModule(LightningModule):
         g_steps_before = self.d_steps // self.d_steps_per_g - 1  # this G step's index (d_steps counts this batch)
         if self.path_length is not None and g_steps_before % self.pl_interval == 0:
             images, ws = self.generator_forward(self.sample_noise(max(1, batch_size // self.pl_batch_shrink)), True)
-            penalty = self.path_length(images, ws)
+            penalty = self.path_length(images, ws, self._penalty_grad_scale())
             loss = loss + penalty * self.pl_weight * self.pl_interval
             logs.update(pl_penalty=penalty.detach(), pl_mean=self.path_length.pl_mean.detach().clone())
         backward_and_step(self, opt_g, loss)

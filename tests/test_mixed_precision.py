@@ -355,3 +355,37 @@ def test_path_length_penalty_and_its_running_mean_are_float32_under_autocast(aut
     assert reference.dtype == mixed.dtype == mixed_mean.dtype == torch.float32
     assert mixed_mean.item() == pytest.approx(reference_mean.item(), rel=5e-2)
     assert mixed.item() == pytest.approx(reference.item(), rel=5e-2)
+
+
+def test_penalty_gradients_are_taken_at_the_loss_scale_so_float16_does_not_underflow():
+    """Under 16-mixed the inner gradient of R1 (and path length) is taken of the scaled output and
+    divided back in float32 (PyTorch's AMP recipe for gradient penalties): a D whose input gradients
+    are ~1e-8 loses them in a float16 backward at scale 1, and keeps them at the GradScaler's 2^16."""
+    torch.manual_seed(0)
+    discriminator = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 30 * 30, 1))
+    with torch.no_grad():
+        discriminator[0].weight.mul_(1e-2)
+        discriminator[2].weight.mul_(1e-4)
+    images = torch.randn(4, 1, 32, 32)
+
+    def r1(autocast_dtype, scale):
+        real = images.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = discriminator(real)
+        return r1_penalty(real, logits, grad_scale=scale)
+
+    reference = r1(None, 1.0)
+    assert reference.item() > 0
+    assert r1(None, 2.0**16).item() == pytest.approx(reference.item(), rel=1e-5)  # exact in float32
+    assert r1(torch.float16, 1.0).item() < 1e-3 * reference.item()  # underflowed to (almost) nothing
+    assert r1(torch.float16, 2.0**16).item() == pytest.approx(reference.item(), rel=5e-2)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0**16])
+def test_r1_penalty_closed_form_for_a_linear_critic(scale):
+    """D(x) = <w, x> + b has grad_x D = w for every sample, so R1 = |w|^2, at any loss scale."""
+    torch.manual_seed(1)
+    w = torch.randn(1, 2, 3, 3, dtype=torch.float64)
+    real = torch.randn(5, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    logits = (real * w).flatten(1).sum(dim=1) + 0.5
+    assert r1_penalty(real, logits, grad_scale=scale).item() == pytest.approx(w.square().sum().item(), rel=1e-12)
