@@ -40,3 +40,14 @@ class RankProbe(Callback):
             },
             os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"),
         )
+
+
+class Preempt(Callback):
+    """Raises (like a killed job) at the start of batch ``at`` (counted over the whole run), on every rank."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.fit_loop.total_batch_idx == self.at:
+            raise RuntimeError("preempted")
