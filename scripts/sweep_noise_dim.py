@@ -113,11 +113,11 @@ def theorem_bound(rate_json: Optional[str], bits_per_image: Optional[float], fmt
     """Theorem 4.2 (Eq. 9) for the given rate: ``{"lower", "n_min", "bits", "codec", "format"}``, or None."""
     if rate_json is None and bits_per_image is None:
         return None
-    from analysis.commands.noise_dim import _from_rate_json
+    from analysis.commands.noise_dim import read_rate_json
     from analysis.noise_dim import format_entropy, noise_dim_bound
 
     if rate_json is not None:
-        _, codec, bits = _from_rate_json(rate_json, None)
+        _, codec, bits = read_rate_json(rate_json, None)
     else:
         codec, bits = "given", float(bits_per_image)
     bound = noise_dim_bound(bits, format_entropy(fmt))

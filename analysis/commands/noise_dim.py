@@ -53,7 +53,10 @@ def _bits(record: dict[str, Any]) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.inf
 
 
-def _from_rate_json(path: str, codec: str | None) -> tuple[str, str, float]:
+def read_rate_json(path: str, codec: str | None) -> tuple[str, str, float]:
+    """(dataset label, codec title, bits per image) from the JSON ``codec-rate --out`` wrote: the named ``codec``,
+    else the file's ``best_codec`` (else its fewest bits).  A missing or malformed file is a
+    :class:`UsageError` that names it."""
     if not os.path.isfile(path):
         raise UsageError(f"--rate-json {path}: no such file (expected the JSON written by codec-rate --out)")
     try:
@@ -92,7 +95,7 @@ def _sources(args: argparse.Namespace) -> list[tuple[str, str, float]]:
     if args.codec is not None and args.rate_json is None:
         raise UsageError("--codec picks a codec of --rate-json or --paper-table2; it means nothing with a given rate")
     if args.rate_json is not None:
-        return [_from_rate_json(args.rate_json, args.codec)]
+        return [read_rate_json(args.rate_json, args.codec)]
     if args.bytes_per_image is not None:
         value, label, bits = args.bytes_per_image, "--bytes-per-image", 8.0 * args.bytes_per_image
     else:
