@@ -7,7 +7,6 @@ losses after the resume equal the uninterrupted run's.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
