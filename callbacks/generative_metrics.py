@@ -25,7 +25,6 @@ broadcast, so every rank logs them.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -336,15 +335,14 @@ class GenerativeMetrics(Callback):
         self._ppl_distance.to(pl_module.device)
         # Injected noise held fixed along the path (StyleGAN's PPL uses noise_mode='const'):
         # otherwise two fresh noise draws, not the step in the latent, would dominate the distance.
-        const = {"noise_mode": "const"} if "noise_mode" in inspect.signature(pl_module.generate).parameters else {}
         if self.ppl_space == "w":
             space = dict(
                 space="w",
                 mapping=lambda z: pl_module.mapping(z, ema=self.ema),
-                generate=lambda ws: self._to_extractor(pl_module.synthesize(ws, ema=self.ema, **const)),
+                generate=lambda ws: self._to_extractor(pl_module.synthesize(ws, ema=self.ema, noise_mode="const")),
             )
         else:
-            space = dict(space="z", generate=lambda z: self._to_extractor(pl_module.generate(z, ema=self.ema, **const)))
+            space = dict(space="z", generate=lambda z: self._to_extractor(pl_module.generate(z, ema=self.ema, noise_mode="const")))
         was_training = pl_module.training
         pl_module.eval()
         try:

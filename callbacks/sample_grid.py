@@ -4,16 +4,14 @@ The noise is drawn once from the model's noise spec with a fixed seed and kept i
 callback's state (so it is saved in checkpoints and a resumed run keeps showing the same
 latents), which makes successive grids show how the same z evolve.
 
-Works with any LightningModule that has ``noise`` (a NoiseSpec) and
-``generate(z, ema=...)`` returning images in [-1, 1], e.g. every ``AdversarialModule``.
-Generators with injected noise (``generate(..., noise_mode=...)``, e.g. RNIStyleGAN2) are
-drawn with their constant noise maps (``noise_mode="const"``), so the grid changes only as
-the weights do.
+Works with any LightningModule that has ``noise`` (a NoiseSpec) and the shared sampling API
+``generate(z, *, ema=..., noise_mode=...)`` returning images in [-1, 1]: every
+``AdversarialModule``.  Generators with injected noise (StyleGAN2, RNI) are drawn with their
+constant noise maps (``noise_mode="const"``), so the grid changes only as the weights do.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any, Optional
 
@@ -67,8 +65,7 @@ class SampleGrid(Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            const = {"noise_mode": "const"} if "noise_mode" in inspect.signature(pl_module.generate).parameters else {}
-            images = pl_module.generate(self._noise(pl_module), ema=self.ema, **const).float().cpu()
+            images = pl_module.generate(self._noise(pl_module), ema=self.ema, noise_mode="const").float().cpu()
         finally:
             pl_module.train(was_training)
         return make_grid(images, nrow=self.nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)

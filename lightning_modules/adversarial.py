@@ -1,32 +1,41 @@
-"""The shared adversarial training recipe: one discriminator step, then one generator step.
+"""The shared adversarial training recipe: one template training step that every GAN method fits.
 
-Every GAN method here subclasses :class:`AdversarialModule`: it builds ``self.generator``
-and ``self.discriminator`` (plain ``torch.nn``) and calls :meth:`AdversarialModule.
-_init_adversarial` once; this class does the rest with Lightning manual optimisation
-(``automatic_optimization = False``, ``self.optimizers()``, ``self.toggle_optimizer``,
-``self.manual_backward``):
+Two classes, one loop:
 
-* noise from the run's :class:`~lightning_modules.noise.NoiseSpec`;
-* the min-max game of the seed paper "Noise dimension of GAN", Eq. 2, with a loss from
-  :mod:`lightning_modules.losses`; ``d_steps_per_g`` D steps (one per batch) per G step;
-* an EMA of the generator's weights (``generator_ema``), used for samples and metrics;
-* optional regularisers: lazy R1 on D (every ``r1_interval`` D steps) and, for style-based
-  generators (``mapping`` + ``synthesis``, StyleGAN2), the path-length regulariser (every
-  ``pl_interval`` G steps) and style mixing (:mod:`lightning_modules.regularizers`).  A lazy
-  regulariser's loss, times its interval (StyleGAN2 Sec. 3.1), joins the main loss in the same
-  Adam step; the reference code takes a separate step and rescales lr and betas by
-  interval / (interval + 1) instead.  Folding keeps one D and one G step per iteration, so
-  ``global_step`` still advances by 2 per batch;
-* logging under ``train/`` and ``val/``; a TensorBoard custom-scalars layout;
-* under DDP, each update averages the gradients of the network it steps
-  (:mod:`lightning_modules.distributed`): no ``find_unused_parameters``, and the EMA copy
-  never takes part in the synchronisation.
+* :class:`AdversarialLoop` owns the loop, with Lightning manual optimisation
+  (``automatic_optimization = False``): per batch, :meth:`~AdversarialLoop.prepare_batch`, one
+  discriminator update on :meth:`~AdversarialLoop.d_loss`, and every ``d_steps_per_g``-th batch
+  one generator update on :meth:`~AdversarialLoop.g_loss` followed by the EMA update; then
+  :meth:`~AdversarialLoop.on_iteration_end`.  Each update toggles its optimiser, backpropagates
+  with ``manual_backward``, averages the gradients of the network it steps under DDP
+  (:mod:`lightning_modules.distributed`: no ``find_unused_parameters``; the EMA copy and frozen
+  networks never take part) and steps.  It also counts the real images shown to D
+  (``images_seen``, logged as ``train/kimg``) and the D steps (``d_steps``, which places the G
+  steps and the lazy regularisers; both saved in checkpoints), checks the data's image shape
+  against the model's, builds the two Adam optimisers and logs every loss term under ``train/``.
+* :class:`AdversarialModule` adds what the noise-to-image GANs share: the noise z from the run's
+  :class:`~lightning_modules.noise.NoiseSpec` (its entropy joins the hyperparameters), the
+  min-max game of the seed paper "Noise dimension of GAN", Eq. 2, as the default ``d_loss`` /
+  ``g_loss`` (a loss from :mod:`lightning_modules.losses`), the optional regularisers -- lazy R1
+  on D (every ``r1_interval`` D steps) and, for style-based generators (``mapping`` +
+  ``synthesis``, StyleGAN2), the path-length regulariser (every ``pl_interval`` G steps) and
+  style mixing (:mod:`lightning_modules.regularizers`) -- and one sampling API,
+  ``generate(z=None, *, labels=None, batch_size=64, ema=True, noise_mode=None)``.
 
-Hooks a method overrides instead of the steps: :meth:`AdversarialModule.fake_images` (G on
-fresh noise), :meth:`AdversarialModule.critic` (D's logits on one batch) and
-:meth:`AdversarialModule.discriminate` (on a real and a fake batch).  Each takes the
-batch's class ``labels`` (``None`` for unlabelled batches), which unconditional methods
-ignore and conditional ones (BigGAN) feed to G and D.
+A lazy regulariser's loss, times its interval (StyleGAN2 Sec. 3.1), joins the main loss in the
+same Adam step; NVlabs' code takes a separate step and rescales lr and betas by
+interval / (interval + 1) instead.  Folding keeps one D and one G step per iteration, so
+``global_step`` still advances by 2 per batch.
+
+A method supplies its networks and losses, never the loop:
+
+* ``d_loss(batch) -> (loss, logs)`` and ``g_loss(batch) -> (loss, logs)``: the scalar to
+  minimise and the detached terms to log (``logs`` without the ``train/`` prefix);
+* optionally ``prepare_batch(batch)`` (once per iteration, before D's update: e.g. NoisyI2I's
+  noisy inputs, shared by both updates), ``on_iteration_end(batch, logs)`` (after both: e.g.
+  GANZ's k_t controller, ADA's p) and the sampling hooks of :class:`AdversarialModule`
+  (``generator_input``, ``fake_images``, ``critic``, ``discriminate``);
+* frozen pretrained networks go in a :class:`~lightning_modules.frozen.Frozen` wrapper.
 
 Step counting.  Lightning's ``trainer.global_step`` counts *optimiser* steps, so one GAN
 iteration (D step + G step) advances it by 2: ``--trainer.max_steps`` and the ``step=``
@@ -36,7 +45,7 @@ count iterations (batches).  ``train/kimg`` logs thousands of real images shown 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from lightning.pytorch import LightningModule
@@ -47,17 +56,171 @@ from torch import nn
 from lightning_modules.distributed import backward_and_step, take_over_gradient_sync
 from lightning_modules.losses import d_loss_fn, g_loss_fn
 from lightning_modules.nets.ema import EMA, ema_beta
+from lightning_modules.nets.noise_injection import NoiseInjection
 from lightning_modules.noise import NoiseSpec
 from lightning_modules.regularizers import PathLengthPenalty, r1_penalty
 
-__all__ = ["AdversarialModule"]
+__all__ = ["AdversarialLoop", "AdversarialModule", "Losses"]
+
+Losses = tuple[torch.Tensor, dict[str, torch.Tensor]]
+"""What ``d_loss`` and ``g_loss`` return: the loss to minimise and the detached terms to log."""
 
 
-class AdversarialModule(LightningModule):
-    """Base class of the GAN methods (see the module docstring)."""
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"model.init_args.{key} must be an integer >= 1, got {value!r}")
+    return value
+
+
+class AdversarialLoop(LightningModule):
+    """The template training step of every GAN method (see the module docstring).
+
+    A subclass builds ``self.generator`` and ``self.discriminator`` (plain ``torch.nn``), calls
+    :meth:`_init_loop` once, and implements :meth:`d_loss` and :meth:`g_loss`.
+    """
 
     generator: nn.Module
     discriminator: nn.Module
+    generator_ema: Optional[EMA]
+    progress_bar_keys: tuple[str, ...] = ("loss_d", "loss_g")
+    """The logged terms also shown in the progress bar."""
+
+    def _init_loop(
+        self,
+        *,
+        image_shape: tuple[int, int, int],
+        lr_g: float,
+        lr_d: float,
+        betas: tuple[float, float],
+        d_steps_per_g: int = 1,
+        ema_kimg: Optional[float] = None,
+        ema_rampup: Optional[float] = None,
+    ) -> None:
+        """Set up the loop; call after ``self.generator`` / ``self.discriminator`` exist.
+
+        Args:
+            image_shape: (channels, height, width) of the images D sees; checked against the
+                data's ``image_shape`` in :meth:`setup`.
+            lr_g: generator Adam learning rate.
+            lr_d: discriminator Adam learning rate.
+            betas: Adam (beta1, beta2) for both networks.
+            d_steps_per_g: discriminator steps per generator step.  Each batch is one D step;
+                the G step (and the EMA update) follows every ``d_steps_per_g``-th of them.
+            ema_kimg: half-life of the generator EMA (``generator_ema``) in thousands of
+                images; ``None`` keeps no EMA copy (``generator_ema`` is ``None``).
+            ema_rampup: cap the EMA half-life at this fraction of the images seen.
+        """
+        self.automatic_optimization = False
+        self.image_shape = tuple(image_shape)
+        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, tuple(betas)
+        self.d_steps_per_g = _positive_int("d_steps_per_g", d_steps_per_g)
+        if ema_kimg is not None and ema_kimg < 0:
+            raise ValueError(f"model.init_args.ema_kimg must be >= 0, got {ema_kimg}")
+        self.ema_kimg, self.ema_rampup = ema_kimg, ema_rampup
+        self.generator_ema = EMA(self.generator) if ema_kimg is not None else None
+        self.d_steps = 0  # D steps taken so far (saved in checkpoints): places the G steps
+        # Real images shown to D so far, all processes together. A plain int (no device sync
+        # per step), saved in checkpoints by on_save_checkpoint.
+        self.images_seen = 0
+
+    # ------------------------------------------------------------------ what a method supplies
+    def d_loss(self, batch: Any) -> Losses:
+        """D's loss on one (prepared) batch and the terms to log; ``loss_d`` among them."""
+        raise NotImplementedError(f"{type(self).__name__} must implement d_loss(batch)")
+
+    def g_loss(self, batch: Any) -> Losses:
+        """G's loss on one (prepared) batch, against the current D, and the terms to log."""
+        raise NotImplementedError(f"{type(self).__name__} must implement g_loss(batch)")
+
+    def prepare_batch(self, batch: Any) -> Any:
+        """The batch both updates of this iteration see (called once, before D's update)."""
+        return batch
+
+    def on_iteration_end(self, batch: Any, logs: dict[str, torch.Tensor]) -> None:
+        """After the iteration's updates (and the EMA's); may add terms to ``logs``."""
+
+    @staticmethod
+    def _images(batch: Any) -> torch.Tensor:
+        return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+    @staticmethod
+    def _labels(batch: Any) -> Optional[torch.Tensor]:
+        """The batch's class labels (``(images, labels)`` batches), else ``None``."""
+        if isinstance(batch, (tuple, list)) and len(batch) > 1 and isinstance(batch[1], torch.Tensor):
+            return batch[1]
+        return None
+
+    # ------------------------------------------------------------------ the loop
+    def _update(self, optimizer: Any, loss_fn: Callable[[Any], Losses], batch: Any) -> dict[str, torch.Tensor]:
+        """One optimiser step of one network on ``loss_fn(batch)``; returns the terms to log."""
+        self.toggle_optimizer(optimizer)
+        loss, logs = loss_fn(batch)
+        backward_and_step(self, optimizer, loss)
+        self.untoggle_optimizer(optimizer)
+        return logs
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        """One GAN iteration; methods change it through the hooks, never by overriding it."""
+        opt_g, opt_d = self.optimizers()
+        batch = self.prepare_batch(batch)
+        logs = self._update(opt_d, self.d_loss, batch)
+        self.d_steps += 1
+        global_batch = self._images(batch).shape[0] * self.trainer.world_size
+        self.images_seen += global_batch
+        if self.d_steps % self.d_steps_per_g == 0:
+            logs.update(self._update(opt_g, self.g_loss, batch))
+            if self.generator_ema is not None:
+                beta = ema_beta(global_batch * self.d_steps_per_g, self.ema_kimg, self.images_seen, self.ema_rampup)
+                self.generator_ema.update(self.generator, beta)
+        self.on_iteration_end(batch, logs)
+        shown = {f"train/{k}": v for k, v in logs.items() if k in self.progress_bar_keys}
+        self.log_dict(shown, prog_bar=True)
+        self.log_dict({f"train/{k}": v for k, v in logs.items() if k not in self.progress_bar_keys})
+        self.log("train/kimg", self.images_seen / 1000.0)
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def configure_optimizers(self):
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas)
+        return [opt_g, opt_d]
+
+    def data_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The datamodule attributes :meth:`setup` checks, with the shapes this model is built for."""
+        return {"image_shape": self.image_shape}
+
+    def setup(self, stage: str) -> None:
+        if self._trainer is None:
+            return
+        dm = getattr(self.trainer, "datamodule", None)
+        for name, ours in self.data_shapes().items():
+            theirs = getattr(dm, name, None) if dm is not None else None
+            if theirs is not None and tuple(theirs) != tuple(ours):
+                raise ValueError(
+                    f"the data gives images of shape {tuple(theirs)} (channels, height, width; {name}) but the "
+                    f"model is built for {tuple(ours)}: set model.init_args.resolution / channels to match the data"
+                )
+
+    def on_fit_start(self) -> None:
+        take_over_gradient_sync(self)  # DDP: each step averages its own network's gradients
+        if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
+            self.logger.experiment.add_custom_scalars(self.custom_scalars())
+
+    def custom_scalars(self) -> dict[str, Any]:
+        """TensorBoard custom-scalars layout: the method's curves grouped on one page."""
+        return {type(self).__name__: {"losses": ["Multiline", ["train/loss_d", "train/loss_g"]]}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["images_seen"] = self.images_seen
+        checkpoint["d_steps"] = self.d_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.images_seen = int(checkpoint.get("images_seen", 0))
+        self.d_steps = int(checkpoint.get("d_steps", 0))
+
+
+class AdversarialModule(AdversarialLoop):
+    """Base class of the noise-to-image GANs (see the module docstring)."""
+
     generator_ema: EMA
 
     def _init_adversarial(
@@ -80,29 +243,23 @@ class AdversarialModule(LightningModule):
         pl_decay: float = 0.01,
         style_mixing_prob: float = 0.0,
     ) -> None:
-        """Set up the shared recipe; call after ``self.generator``/``self.discriminator`` exist.
+        """Set up the loop and the shared recipe; call after ``self.generator``/``self.discriminator`` exist.
 
-        ``d_steps_per_g``: discriminator steps per generator step.  Each batch is one D step;
-        the G step (and the EMA update) follows every ``d_steps_per_g``-th of them.
+        ``loss`` names the adversarial loss of the default :meth:`d_loss` / :meth:`g_loss`
+        (:func:`~lightning_modules.losses.d_loss_fn`); the other arguments are
+        :meth:`AdversarialLoop._init_loop`'s and the regularisers' (R1: ``r1_gamma``,
+        ``r1_interval``; path length: ``pl_*``; ``style_mixing_prob``).
         """
-        self.automatic_optimization = False
         self.noise = noise
-        self.image_shape = tuple(image_shape)
-        self.d_loss, self.g_loss = d_loss_fn(loss), g_loss_fn(loss)
-        self.lr_g, self.lr_d, self.betas = lr_g, lr_d, tuple(betas)
-        if ema_kimg < 0:
-            raise ValueError(f"ema_kimg must be >= 0, got {ema_kimg}")
-        self.ema_kimg, self.ema_rampup = ema_kimg, ema_rampup
-        if isinstance(d_steps_per_g, bool) or not isinstance(d_steps_per_g, int) or d_steps_per_g < 1:
-            raise ValueError(f"model.init_args.d_steps_per_g must be an integer >= 1, got {d_steps_per_g!r}")
-        self.d_steps_per_g = d_steps_per_g
-        self.d_steps = 0  # D steps taken so far (saved in checkpoints): places the G steps
+        self.adversarial_d_loss, self.adversarial_g_loss = d_loss_fn(loss), g_loss_fn(loss)
         self._init_regularizers(r1_gamma, r1_interval, pl_weight, pl_interval, pl_batch_shrink, pl_decay,
                                 style_mixing_prob)  # fmt: skip
-        self.generator_ema = EMA(self.generator)
-        # Real images shown to D so far, all processes together. A plain int (no device sync
-        # per step), saved in checkpoints by on_save_checkpoint.
-        self.images_seen = 0
+        self._init_loop(
+            image_shape=image_shape, lr_g=lr_g, lr_d=lr_d, betas=betas, d_steps_per_g=d_steps_per_g,
+            ema_kimg=ema_kimg, ema_rampup=ema_rampup,
+        )  # fmt: skip
+        # generate(noise_mode=...) reaches generators with per-layer injected noise only.
+        self.injects_noise = any(isinstance(m, NoiseInjection) for m in self.generator.modules())
 
     def _init_regularizers(
         self,
@@ -115,8 +272,7 @@ class AdversarialModule(LightningModule):
         style_mixing_prob: float,
     ) -> None:
         for key, value in {"r1_interval": r1_interval, "pl_interval": pl_interval, "pl_batch_shrink": pl_batch_shrink}.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"model.init_args.{key} must be an integer >= 1, got {value!r}")
+            _positive_int(key, value)
         if r1_gamma < 0 or pl_weight < 0 or not 0 <= style_mixing_prob <= 1:
             raise ValueError(
                 "model.init_args.r1_gamma and pl_weight must be >= 0 and style_mixing_prob in [0, 1]; "
@@ -159,39 +315,54 @@ class AdversarialModule(LightningModule):
     def _compute_dtype(self) -> torch.dtype:
         return next(self.generator.parameters()).dtype
 
+    def generator_input(self, z: torch.Tensor) -> torch.Tensor:
+        """The generator's input for noise ``z`` as the spec draws it (identity; DE-GAN preconditions it)."""
+        return z
+
     def sample_noise(self, batch_size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Noise for ``batch_size`` samples on this module's device, in the spec's format."""
-        return self.noise.sample(batch_size, device=self.device, generator=generator)
+        """The generator's input for ``batch_size`` fresh noise draws, on this module's device."""
+        return self.generator_input(self.noise.sample(batch_size, device=self.device, generator=generator))
+
+    def run_generator(
+        self, net: nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor], noise_mode: Optional[str]
+    ) -> torch.Tensor:
+        """``net`` (G or its EMA copy) on generator input ``z``; conditional methods feed ``labels`` too."""
+        return net(z, noise_mode=noise_mode) if noise_mode is not None and self.injects_noise else net(z)
 
     @torch.no_grad()
-    def generate(self, z: Optional[torch.Tensor] = None, batch_size: int = 64, ema: bool = True) -> torch.Tensor:
-        """Images in [-1, 1] from noise ``z`` (or ``batch_size`` fresh draws); EMA weights by default.
+    def generate(
+        self,
+        z: Optional[torch.Tensor] = None,
+        *,
+        labels: Optional[torch.Tensor] = None,
+        batch_size: int = 64,
+        ema: bool = True,
+        noise_mode: Optional[str] = None,
+    ) -> torch.Tensor:
+        """Images in [-1, 1] from noise ``z`` (or ``batch_size`` fresh draws); the one sampling API of every method.
+
+        Args:
+            z: noise as ``self.noise.sample`` draws it (the raw z; methods that transform it,
+                like DE-GAN's preconditioner, do so here); ``None`` draws ``batch_size``.
+            labels: class labels for conditional models (default: ``i mod num_classes``);
+                ignored by unconditional ones.
+            batch_size: the number of draws when ``z`` is ``None``.
+            ema: use the EMA weights (default) or the current ones.
+            noise_mode: ``random`` / ``const`` / ``none`` for generators with per-layer injected
+                noise (StyleGAN2, RNI); ``None`` keeps their layers' default; generators
+                without injected noise have nothing to hold and ignore it.
 
         The images come in the generator's dtype (float64 under ``--trainer.precision 64-true``).
         """
         if z is None:
-            z = self.sample_noise(batch_size)
+            z = self.noise.sample(batch_size, device=self.device)
         net = self.generator_ema if ema else self.generator
-        return net(z.to(self.device, self._compute_dtype))
+        z = self.generator_input(z.to(self.device)).to(self.device, self._compute_dtype)
+        return self.run_generator(net, z, labels, noise_mode)
 
     # ------------------------------------------------------------------ Lightning hooks
-    def configure_optimizers(self):
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=self.betas)
-        return [opt_g, opt_d]
-
-    def setup(self, stage: str) -> None:
-        if self._trainer is None:
-            return
-        data_shape = getattr(getattr(self.trainer, "datamodule", None), "image_shape", None)
-        if data_shape is not None and tuple(data_shape) != self.image_shape:
-            raise ValueError(
-                f"the data gives images of shape {tuple(data_shape)} (channels, height, width) but the model "
-                f"is built for {self.image_shape}: set model.init_args.resolution / channels to match the data"
-            )
-
     def on_fit_start(self) -> None:
-        take_over_gradient_sync(self)  # DDP: each step averages its own network's gradients
+        super().on_fit_start()
         if self.noise.format == "float64" and self._compute_dtype != torch.float64:
             rank_zero_warn(
                 f"noise.format is float64 but the generator computes in {self._compute_dtype}: its first layer "
@@ -207,8 +378,6 @@ class AdversarialModule(LightningModule):
         }
         for logger in self.loggers:
             logger.log_hyperparams(entropy, metrics=entropy if isinstance(logger, TensorBoardLogger) else None)
-        if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
-            self.logger.experiment.add_custom_scalars(self.custom_scalars())
 
     def _warn_if_autocast_rounds_the_noise(self) -> None:
         """Under ``bf16-mixed`` / ``16-mixed`` the generator's first layer rounds the noise to the autocast format."""
@@ -226,32 +395,21 @@ class AdversarialModule(LightningModule):
             )
 
     def custom_scalars(self) -> dict[str, Any]:
-        """TensorBoard custom-scalars layout: the method's curves grouped on one page."""
-        name = type(self).__name__
-        return {
-            name: {
-                "losses": ["Multiline", ["train/loss_d", "train/loss_g"]],
+        layout = super().custom_scalars()
+        layout[type(self).__name__].update(
+            {
                 "discriminator logits": ["Multiline", ["train/d_real", "train/d_fake", "val/d_real", "val/d_fake"]],
                 # Filled when the run has a callbacks.GenerativeMetrics.
                 "FID and KID": ["Multiline", ["metrics/fid", "metrics/kid_mean"]],
                 "precision and recall": ["Multiline", ["metrics/precision", "metrics/recall"]],
                 "regularisers": ["Multiline", ["train/r1_penalty", "train/pl_penalty", "train/pl_mean"]],
             }
-        }
+        )
+        return layout
 
-    @staticmethod
-    def _images(batch: Any) -> torch.Tensor:
-        return batch[0] if isinstance(batch, (tuple, list)) else batch
-
-    @staticmethod
-    def _labels(batch: Any) -> Optional[torch.Tensor]:
-        """The batch's class labels (``(images, labels)`` batches), else ``None``."""
-        if isinstance(batch, (tuple, list)) and len(batch) > 1 and isinstance(batch[1], torch.Tensor):
-            return batch[1]
-        return None
-
+    # ------------------------------------------------------------------ the game (Eq. 2)
     def fake_images(self, batch_size: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """G's images from ``batch_size`` fresh noise draws (``labels``: for conditional methods)."""
+        """G's images from ``batch_size`` fresh noise draws, as in training (style mixing included)."""
         return self.generator_forward(self.sample_noise(batch_size))[0]
 
     def critic(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -269,63 +427,55 @@ class AdversarialModule(LightningModule):
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
-    def discriminator_step(self, real: torch.Tensor, labels: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-        """Update D on a real batch and as many fakes (Eq. 2, the max over f), with lazy R1."""
-        opt_d = self.optimizers()[1]
-        self.toggle_optimizer(opt_d)
-        do_r1 = self.r1_gamma > 0 and self.d_steps % self.r1_interval == 0
+    @property
+    def r1_due(self) -> bool:
+        """Whether this D step takes the lazy R1 penalty (every ``r1_interval``-th D step)."""
+        return self.r1_gamma > 0 and self.d_steps % self.r1_interval == 0
+
+    @property
+    def path_length_due(self) -> bool:
+        """Whether this G step takes the lazy path-length penalty (every ``pl_interval``-th G step, the first included).
+
+        Asked in :meth:`g_loss`, when ``d_steps`` already counts this iteration's D step, so
+        this G step's index is ``d_steps // d_steps_per_g - 1``.
+        """
+        g_step = self.d_steps // self.d_steps_per_g - 1
+        return self.path_length is not None and g_step % self.pl_interval == 0
+
+    def d_loss(self, batch: Any) -> Losses:
+        """D's loss on a real batch and as many fakes (Eq. 2, the max over f), plus the lazy R1 penalty."""
+        real, labels = self._images(batch), self._labels(batch)
+        r1 = self.r1_due
         with torch.no_grad():
             fake = self.fake_images(real.shape[0], labels)
-        real = real.detach().requires_grad_(do_r1)
+        real = real.detach().requires_grad_(r1)
         real_logits, fake_logits = self.discriminate(real, fake, labels)
-        loss = self.d_loss(real_logits, fake_logits)
+        loss = self.adversarial_d_loss(real_logits, fake_logits)
         logs = {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
-        if do_r1:  # gamma / 2 * E|grad_x D(x)|^2, times the interval (lazy regularisation)
+        if r1:  # gamma / 2 * E|grad_x D(x)|^2, times the interval (lazy regularisation)
             penalty = r1_penalty(real, real_logits, self._penalty_grad_scale())
             loss = loss + penalty * (self.r1_gamma / 2) * self.r1_interval
             logs["r1_penalty"] = penalty.detach()
-        backward_and_step(self, opt_d, loss)
-        self.untoggle_optimizer(opt_d)
-        return logs
+        return loss, logs
 
-    def generator_step(self, batch_size: int, labels: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-        """Update G against the current D (Eq. 2, the min over theta), with the lazy path-length penalty."""
-        opt_g = self.optimizers()[0]
-        self.toggle_optimizer(opt_g)
-        fake = self.fake_images(batch_size, labels)
-        loss = self.g_loss(self.critic(fake, labels))
+    def g_loss(self, batch: Any) -> Losses:
+        """G's loss against the current D (Eq. 2, the min over theta), plus the lazy path-length penalty."""
+        batch_size, labels = self._images(batch).shape[0], self._labels(batch)
+        loss = self.adversarial_g_loss(self.critic(self.fake_images(batch_size, labels), labels))
         logs = {"loss_g": loss.detach()}
-        g_steps_before = self.d_steps // self.d_steps_per_g - 1  # this G step's index (d_steps counts this batch)
-        if self.path_length is not None and g_steps_before % self.pl_interval == 0:
-            images, ws = self.generator_forward(self.sample_noise(max(1, batch_size // self.pl_batch_shrink)), True)
-            penalty = self.path_length(images, ws, self._penalty_grad_scale())
-            loss = loss + penalty * self.pl_weight * self.pl_interval
-            logs.update(pl_penalty=penalty.detach(), pl_mean=self.path_length.pl_mean.detach().clone())
-        backward_and_step(self, opt_g, loss)
-        self.untoggle_optimizer(opt_g)
-        return logs
+        if self.path_length_due:
+            loss, logs = self.add_path_length(loss, logs, batch_size)
+        return loss, logs
 
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        real, labels = self._images(batch), self._labels(batch)
-        logs = self.discriminator_step(real, labels)
-        self.d_steps += 1
-        global_batch = real.shape[0] * self.trainer.world_size
-        self.images_seen += global_batch
-        if self.d_steps % self.d_steps_per_g == 0:
-            logs.update(self.generator_step(real.shape[0], labels))
-            beta = ema_beta(global_batch * self.d_steps_per_g, self.ema_kimg, self.images_seen, self.ema_rampup)
-            self.generator_ema.update(self.generator, beta)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=True)
-        self.log("train/kimg", self.images_seen / 1000.0)
+    def add_path_length(self, loss: torch.Tensor, logs: dict[str, torch.Tensor], batch_size: int) -> Losses:
+        """``loss`` plus the path-length penalty (StyleGAN2 Eq. 4) times its weight and interval."""
+        assert self.path_length is not None
+        images, ws = self.generator_forward(self.sample_noise(max(1, batch_size // self.pl_batch_shrink)), True)
+        penalty = self.path_length(images, ws, self._penalty_grad_scale())
+        logs.update(pl_penalty=penalty.detach(), pl_mean=self.path_length.pl_mean.detach().clone())
+        return loss + penalty * self.pl_weight * self.pl_interval, logs
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["images_seen"] = self.images_seen
-        checkpoint["d_steps"] = self.d_steps
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.images_seen = int(checkpoint.get("images_seen", 0))
-        self.d_steps = int(checkpoint.get("d_steps", 0))
-
+    # ------------------------------------------------------------------ evaluation
     def _evaluate(self, batch: Any, split: str) -> None:
         """D's mean logits on held-out reals and on EMA samples: a growing gap shows D overfitting."""
         real, labels = self._images(batch), self._labels(batch)

@@ -18,18 +18,18 @@ Gao, Liu, Yang), Sec. II and Algorithm 1:
 ``preconditioner: none`` skips step 2 (z' = z_n): the DCGAN baseline with the identical
 generator, discriminator and losses, so the paper's comparison is one config key.
 
-The VAE is frozen: ``requires_grad`` off, always in eval mode, never in an optimiser,
-and held *outside* the module's registered children, so it is neither in DE-GAN's
-``state_dict`` nor in its checkpoints.  The checkpoint stores the VAE's path and sha256
+The VAE is frozen (:class:`~lightning_modules.frozen.Frozen`): ``requires_grad`` off, always
+in eval mode, never in an optimiser, and neither in DE-GAN's ``state_dict`` nor in its
+checkpoints.  The checkpoint stores the VAE's path and sha256
 instead; loading (``DEGAN.load_from_checkpoint``, ``train.py test --ckpt_path``)
 reloads the VAE from ``vae_ckpt``.  ``vae_ckpt`` may be a glob (e.g.
 ``runs/de_gan/digits_vae/version_*/checkpoints/last.ckpt``): the newest match is used and
 its resolved path is what the hyperparameters record.
 
 Sampling API: ``generate(z)`` takes *raw* noise z_n (what ``noise.sample`` draws, so the
-shared callbacks' fixed noise works unchanged) and applies the preconditioner;
-``sample_noise(n)`` returns preconditioned z' (the generator's input), which the shared
-D and G steps use.
+shared callbacks' fixed noise works unchanged) and applies the preconditioner through the
+shared ``generator_input`` hook; ``sample_noise(n)`` returns preconditioned z' (the
+generator's input), which the shared D loss and :meth:`DEGAN.g_loss` use.
 """
 
 from __future__ import annotations
@@ -43,11 +43,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from evaluation.features import file_sha256
-from lightning_modules.adversarial import AdversarialModule
-from lightning_modules.distributed import backward_and_step
+from lightning_modules.adversarial import AdversarialModule, Losses
+from lightning_modules.frozen import Frozen
 from lightning_modules.losses import LossName
 from lightning_modules.nets.de_gan import Arch, DEGANDiscriminator, DEGANGenerator, check_arch
-from lightning_modules.nets.ema import ema_beta
 from lightning_modules.noise import NoiseSpec
 from lightning_modules.vae import VAE
 
@@ -200,9 +199,7 @@ class DEGAN(AdversarialModule):
             ema_kimg=ema_kimg,
             ema_rampup=ema_rampup,
         )
-        # The frozen VAE lives outside the registered children (object.__setattr__ skips
-        # nn.Module's registration): not in state_dict, parameters(), optimisers or .train().
-        object.__setattr__(self, "_vae", None)
+        self.frozen_vae: Optional[Frozen] = None  # the preconditioner's VAE (preconditioner: vae)
         self._vae_sha256: Optional[str] = None
         if preconditioner == "vae":
             if not vae_ckpt:
@@ -220,7 +217,7 @@ class DEGAN(AdversarialModule):
     @property
     def vae(self) -> Optional[VAE]:
         """The frozen VAE of the preconditioner (``None`` for ``preconditioner: none``)."""
-        return self._vae
+        return self.frozen_vae.net if self.frozen_vae is not None else None
 
     def _load_vae(self, path: str) -> VAE:
         # A fresh context: under LightningCLI, the CLI's "given hyperparameters" (DE-GAN's) would
@@ -245,25 +242,8 @@ class DEGAN(AdversarialModule):
         return vae
 
     def _set_vae(self, vae: VAE) -> None:
-        vae.requires_grad_(False)
-        vae.eval()
         param = next(self.generator.parameters())
-        vae.to(device=param.device, dtype=param.dtype)
-        object.__setattr__(self, "_vae", vae)
-
-    def _apply(self, fn, *args, **kwargs):
-        """Device and dtype moves (``.to``, ``.double()``, ...) reach the unregistered VAE too."""
-        super()._apply(fn, *args, **kwargs)
-        if getattr(self, "_vae", None) is not None:
-            self._vae._apply(fn, *args, **kwargs)
-        return self
-
-    def train(self, mode: bool = True):
-        """Lightning switches modes often; the VAE stays in eval mode (dropout off) whatever happens."""
-        super().train(mode)
-        if getattr(self, "_vae", None) is not None:
-            self._vae.eval()
-        return self
+        self.frozen_vae = Frozen(vae.to(device=param.device, dtype=param.dtype))
 
     # ------------------------------------------------------------------ noise: z_n -> z'
     @torch.no_grad()
@@ -272,7 +252,7 @@ class DEGAN(AdversarialModule):
 
         Runs in the VAE's own precision (autocast off) and returns the generator's dtype.
         """
-        vae = self._vae
+        vae = self.vae
         if vae is None:
             return z.to(self._compute_dtype)
         param = next(vae.parameters())
@@ -282,16 +262,9 @@ class DEGAN(AdversarialModule):
             z_prime = mu if self.encoder_output == "mean" else vae.reparameterize(mu, logvar)
         return z_prime.to(self._compute_dtype)
 
-    def sample_noise(self, batch_size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """The generator's input for ``batch_size`` samples: z' from fresh z_n (Algorithm 1, lines 4-6)."""
-        return self.precondition(super().sample_noise(batch_size, generator))
-
-    @torch.no_grad()
-    def generate(self, z: Optional[torch.Tensor] = None, batch_size: int = 64, ema: bool = True) -> torch.Tensor:
-        """Images in [-1, 1] from *raw* noise ``z`` = z_n (or ``batch_size`` draws), through the preconditioner."""
-        if z is None:
-            z = self.noise.sample(batch_size, device=self.device)
-        return super().generate(self.precondition(z.to(self.device)), ema=ema)
+    def generator_input(self, z: torch.Tensor) -> torch.Tensor:
+        """The generator's input for raw noise z_n: z' = Encoder(Decoder(z_n)) (Algorithm 1, lines 4-6)."""
+        return self.precondition(z)
 
     # ------------------------------------------------------------------ training (Algorithm 1)
     def _discriminate(
@@ -325,10 +298,9 @@ class DEGAN(AdversarialModule):
         real_logits, fake_logits, _, _ = self._discriminate(real, fake)
         return real_logits, fake_logits
 
-    def generator_step_hidden(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Update G on lambda_1 L_adv + lambda_2 L_hid (Eq. 13) against the current D."""
-        opt_g = self.optimizers()[0]
-        self.toggle_optimizer(opt_g)
+    def g_loss(self, batch: Any) -> Losses:
+        """G's loss lambda_1 L_adv + lambda_2 L_hid (Eq. 13) against the current D; D's loss is the shared one (Eq. 10)."""
+        real = self._images(batch)
         fake = self.generator(self.sample_noise(real.shape[0]))  # Algorithm 1, line 7
         use_hidden = self.lambda_hidden > 0
         _, fake_logits, h_real, h_gen = self._discriminate(real, fake, features=use_hidden)  # lines 8-9
@@ -336,23 +308,9 @@ class DEGAN(AdversarialModule):
             hidden = hidden_space_loss(h_real.detach(), h_gen, self.hidden_loss)  # line 10, Eq. 12
         else:
             hidden = torch.zeros((), device=self.device)
-        adversarial = self.g_loss(fake_logits)  # Eq. 11
+        adversarial = self.adversarial_g_loss(fake_logits)  # Eq. 11
         loss = self.lambda_adv * adversarial + self.lambda_hidden * hidden  # Eq. 13
-        backward_and_step(self, opt_g, loss)
-        self.untoggle_optimizer(opt_g)
-        return {"loss_g": loss.detach(), "loss_adv": adversarial.detach(), "loss_hidden": hidden.detach()}
-
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        real = self._images(batch)
-        logs = self.discriminator_step(real)  # Eq. 10 on z' (sample_noise), D via discriminate()
-        logs.update(self.generator_step_hidden(real))
-        global_batch = real.shape[0] * self.trainer.world_size
-        self.images_seen += global_batch
-        beta = ema_beta(global_batch, self.ema_kimg, self.images_seen, self.ema_rampup)
-        self.generator_ema.update(self.generator, beta)
-        self.log_dict({f"train/{k}": v for k, v in logs.items() if k in ("loss_d", "loss_g")}, prog_bar=True)
-        self.log_dict({f"train/{k}": v for k, v in logs.items() if k not in ("loss_d", "loss_g")})
-        self.log("train/kimg", self.images_seen / 1000.0)
+        return loss, {"loss_g": loss.detach(), "loss_adv": adversarial.detach(), "loss_hidden": hidden.detach()}
 
     def custom_scalars(self) -> dict[str, Any]:
         layout = super().custom_scalars()
@@ -369,14 +327,14 @@ class DEGAN(AdversarialModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        if self._vae is not None:
+        if self.frozen_vae is not None:
             # The VAE's weights stay out of this checkpoint: only where they are and their hash.
             checkpoint["de_gan_vae"] = {"path": self.hparams.vae_ckpt, "sha256": self._vae_sha256}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         record = checkpoint.get("de_gan_vae")
-        if not record or self._vae is None or record.get("sha256") == self._vae_sha256:
+        if not record or self.frozen_vae is None or record.get("sha256") == self._vae_sha256:
             return
         path = record.get("path")
         if path and os.path.isfile(path) and file_sha256(path) == record.get("sha256"):

@@ -224,32 +224,18 @@ class NoiseDimGAN(AdversarialModule):
             )
         return labels
 
-    def _g(self, net: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
-        if self.hparams.backbone != "biggan":
-            return net(z)
-        return net(z, self._check_labels(labels, z.shape[0]))
-
-    @torch.no_grad()
-    def generate(
-        self,
-        z: Optional[torch.Tensor] = None,
-        batch_size: int = 64,
-        ema: bool = True,
-        labels: Optional[torch.Tensor] = None,
+    def run_generator(
+        self, net: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor], noise_mode: Optional[str]
     ) -> torch.Tensor:
-        """Images in [-1, 1] from noise ``z`` (or ``batch_size`` fresh draws); EMA weights by default.
-
-        ``labels`` condition a conditional model (default: ``i mod num_classes``).
-        """
-        if z is None:
-            z = self.sample_noise(batch_size)
-        net = self.generator_ema if ema else self.generator
-        return self._g(net, z.to(self.device, self._compute_dtype), labels)
+        """BigGAN takes the labels (default ``i mod num_classes``); StyleGAN2 its noise mode."""
+        if self.hparams.backbone != "biggan":
+            return super().run_generator(net, z, labels, noise_mode)
+        return net(z, self._check_labels(labels, z.shape[0]))
 
     def fake_images(self, batch_size: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.hparams.backbone != "biggan":  # the shared path: style mixing for StyleGAN2
             return super().fake_images(batch_size, labels)
-        return self._g(self.generator, self.sample_noise(batch_size).to(self._compute_dtype), labels)
+        return self.run_generator(self.generator, self.sample_noise(batch_size).to(self._compute_dtype), labels, None)
 
     def critic(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """D's logits; in training, on ADA-augmented images when ``augment: ada``."""
@@ -275,8 +261,8 @@ class NoiseDimGAN(AdversarialModule):
         both = self.trainer.strategy.reduce(both, reduce_op="sum")
         return float(both[0]), int(both[1])
 
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        super().training_step(batch, batch_idx)
+    def on_iteration_end(self, batch: Any, logs: dict[str, torch.Tensor]) -> None:
+        """ADA's controller adjusts p every ``ada_interval`` iterations (ADA Sec. 2.3)."""
         if self.augment_pipe is None:
             return
         # Inside the step, not in on_train_batch_end: a checkpoint saved after this batch (callbacks
@@ -284,8 +270,8 @@ class NoiseDimGAN(AdversarialModule):
         if self.ada is not None:
             global_batch = self._images(batch).shape[0] * self.trainer.world_size
             if self.ada.step(global_batch, reduce=self._reduce_sum):
-                self.log("train/ada_rt", self.ada.rt)
-        self.log("train/ada_p", float(self.augment_pipe.p))
+                logs["ada_rt"] = torch.tensor(self.ada.rt)
+        logs["ada_p"] = torch.tensor(float(self.augment_pipe.p))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

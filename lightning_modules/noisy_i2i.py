@@ -34,7 +34,11 @@ loop); robustness to inference noise is measured by :class:`callbacks.NoiseRobus
 
 Recipe (pix2pix, Sec. 3.3 and App. 6.2): one D step then one G step per batch, D's loss
 halved, Adam lr 2e-4, betas (0.5, 0.999), lambda_L1 = 100; G has dropout in training and
-is run in eval mode (dropout off, BatchNorm running statistics) at evaluation.
+is run in eval mode (dropout off, BatchNorm running statistics) at evaluation.  The loop is
+the shared :class:`~lightning_modules.adversarial.AdversarialLoop` (no noise z and no EMA
+copy): :meth:`NoisyI2I.prepare_batch` draws the noisy inputs once per iteration, and
+:meth:`NoisyI2I.d_loss` / :meth:`NoisyI2I.g_loss` are pix2pix's losses.  A translator has
+no ``generate``; :meth:`NoisyI2I.translate` is its sampling API.
 """
 
 from __future__ import annotations
@@ -45,12 +49,11 @@ from typing import Any, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
 from evaluation.reconstruction import ReconstructionMetrics
-from lightning_modules.distributed import backward_and_step, take_over_gradient_sync
+from lightning_modules.adversarial import AdversarialLoop, Losses
 from lightning_modules.losses import LossName, d_loss_fn, g_loss_fn
 from lightning_modules.nets.pix2pix import (
     FeatureNoise,
@@ -63,7 +66,7 @@ from lightning_modules.nets.pix2pix import (
 __all__ = ["NoisyI2I"]
 
 
-class NoisyI2I(LightningModule):
+class NoisyI2I(AdversarialLoop):
     """pix2pix trained on source images with additive Gaussian noise of variance ``sigma_t2``.
 
     Batches are ``(input, target)`` pairs in [-1, 1] (:mod:`datamodules.paired`).
@@ -147,8 +150,8 @@ class NoisyI2I(LightningModule):
             feature_noise_sigma=math.sqrt(feature_noise_sigma2),
         )
         self.discriminator = PatchGANDiscriminator(channels, out_channels, d_width, d_max_width, d_layers, norm)
-        self.d_loss, self.g_loss = d_loss_fn(loss), g_loss_fn(loss)
-        self.automatic_optimization = False
+        self.adversarial_d_loss, self.adversarial_g_loss = d_loss_fn(loss), g_loss_fn(loss)
+        self._init_loop(image_shape=self.image_shape, lr_g=lr_g, lr_d=lr_d, betas=betas)
         self.val_metrics = ReconstructionMetrics(prefix="val/")
         self.test_metrics = ReconstructionMetrics(prefix="test/")
         self._noise_rng: Optional[torch.Generator] = None
@@ -231,27 +234,8 @@ class NoisyI2I(LightningModule):
         return self.generator(x)
 
     # ------------------------------------------------------------------ Lightning hooks
-    def configure_optimizers(self):
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=tuple(self.hparams.betas))
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=tuple(self.hparams.betas))
-        return [opt_g, opt_d]
-
-    def setup(self, stage: str) -> None:
-        if self._trainer is None:
-            return
-        dm = getattr(self.trainer, "datamodule", None)
-        for name, ours in (("image_shape", self.image_shape), ("input_shape", self.input_shape)):
-            theirs = getattr(dm, name, None) if dm is not None else None
-            if theirs is not None and tuple(theirs) != ours:
-                raise ValueError(
-                    f"the data's {name} is {tuple(theirs)} (channels, height, width), the model's {ours}: "
-                    "set model.init_args.resolution / channels / out_channels to match the data"
-                )
-
-    def on_fit_start(self) -> None:
-        take_over_gradient_sync(self)  # DDP: each step averages its own network's gradients
-        if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
-            self.logger.experiment.add_custom_scalars(self.custom_scalars())
+    def data_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"image_shape": self.image_shape, "input_shape": self.input_shape}
 
     def custom_scalars(self) -> dict[str, Any]:
         """TensorBoard custom-scalars layout: losses, D's logits, reconstruction quality."""
@@ -264,39 +248,30 @@ class NoisyI2I(LightningModule):
             }
         }
 
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = batch
-        x_bar = self.noisy_input(x, self._training_noise_generator())
-        opt_g, opt_d = self.optimizers()
-        w = self.hparams
+    progress_bar_keys = ("loss_d", "loss_g", "loss_g_adv", "loss_l1", "d_real", "d_fake")
 
-        # D step: real pairs (x_bar, y) against translated ones (x_bar, G(x_bar)).
-        self.toggle_optimizer(opt_d)
+    def prepare_batch(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_bar, y)``: the source with this step's training noise, shared by D's and G's update."""
+        x, y = batch
+        return self.noisy_input(x, self._training_noise_generator()), y
+
+    def d_loss(self, batch: Any) -> Losses:
+        """D's loss on real pairs (x_bar, y) against translated ones (x_bar, G(x_bar)), times ``d_loss_weight``."""
+        x_bar, y = batch
         with torch.no_grad():
             fake = self.generator(x_bar)
         real_logits, fake_logits = self.discriminator(x_bar, y), self.discriminator(x_bar, fake)
-        loss_d = w.d_loss_weight * self.d_loss(real_logits, fake_logits)
-        backward_and_step(self, opt_d, loss_d)
-        self.untoggle_optimizer(opt_d)
+        loss = self.hparams.d_loss_weight * self.adversarial_d_loss(real_logits, fake_logits)
+        return loss, {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
 
-        # G step: fool the updated D and stay close to the target in L1.
-        self.toggle_optimizer(opt_g)
+    def g_loss(self, batch: Any) -> Losses:
+        """G's loss: fool the updated D and stay close to the target in L1 (pix2pix Eq. 4)."""
+        x_bar, y = batch
         fake = self.generator(x_bar)
-        loss_adv = self.g_loss(self.discriminator(x_bar, fake))
+        loss_adv = self.adversarial_g_loss(self.discriminator(x_bar, fake))
         loss_l1 = F.l1_loss(fake, y)
-        loss_g = w.lambda_adv * loss_adv + w.lambda_l1 * loss_l1
-        backward_and_step(self, opt_g, loss_g)
-        self.untoggle_optimizer(opt_g)
-
-        logs = {
-            "loss_d": loss_d,
-            "loss_g": loss_g,
-            "loss_g_adv": loss_adv,
-            "loss_l1": loss_l1,
-            "d_real": real_logits.mean(),
-            "d_fake": fake_logits.mean(),
-        }
-        self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=True)
+        loss = self.hparams.lambda_adv * loss_adv + self.hparams.lambda_l1 * loss_l1
+        return loss, {"loss_g": loss.detach(), "loss_g_adv": loss_adv.detach(), "loss_l1": loss_l1.detach()}
 
     def on_validation_epoch_start(self) -> None:
         self._start_eval_noise(1)

@@ -29,7 +29,7 @@ error; R1 stays available.  The DCGAN configs use DCGAN's recipe (Adam 2e-4, bet
 
 Sampling and measurement API (used by the callbacks):
 
-* ``generate(z, ema, noise_mode)`` -> images; ``noise_mode`` ``random``, ``const`` or ``none``;
+* ``generate(z, ema=..., noise_mode=...)`` (the shared sampling API) -> images; ``noise_mode`` ``random``, ``const`` or ``none``;
 * ``mapping(z, ema)`` -> w [N, num_ws, w_dim] and ``synthesize(ws, ema, noise_mode)`` ->
   images, for the StyleGAN2 backbone (PPL in W, the condition number in W, GAN inversion).
 """
@@ -159,15 +159,6 @@ class RNIStyleGAN2(AdversarialModule):
 
     def _net(self, ema: bool):
         return self.generator_ema.module if ema else self.generator
-
-    @torch.no_grad()
-    def generate(
-        self, z: Optional[Tensor] = None, batch_size: int = 64, ema: bool = True, noise_mode: NoiseMode = "random"
-    ) -> Tensor:
-        """Images from noise ``z`` (or ``batch_size`` fresh draws), EMA weights by default."""
-        if z is None:
-            z = self.sample_noise(batch_size)
-        return self._net(ema)(z.to(self.device, self._compute_dtype), noise_mode=noise_mode)
 
     def mapping(self, z: Tensor, ema: bool = True, truncation_psi: float = 1.0) -> Tensor:
         """w = f(z), broadcast to [N, num_ws, w_dim] (StyleGAN2 backbone only)."""

@@ -207,16 +207,16 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_last_ckpt_clean(tmp_path, mon
     from lightning_modules.noise_dim_gan import NoiseDimGAN
 
     calls = {"n": 0}
-    original = NoiseDimGAN.generator_step
+    original = NoiseDimGAN.g_loss
 
-    def poisoned(self, batch_size, labels=None):
+    def poisoned(self, batch):
         calls["n"] += 1
-        logs = original(self, batch_size, labels)
-        if calls["n"] == 3:  # the 3rd iteration's G loss is NaN (after its optimiser step)
+        loss, logs = original(self, batch)
+        if calls["n"] == 3:  # the 3rd iteration's logged G loss is NaN (its optimiser step still runs)
             logs["loss_g"] = torch.tensor(float("nan"))
-        return logs
+        return loss, logs
 
-    monkeypatch.setattr(NoiseDimGAN, "generator_step", poisoned)
+    monkeypatch.setattr(NoiseDimGAN, "g_loss", poisoned)
     with pytest.raises(NonFiniteLossError) as info:
         main(_args(tmp_path, "--trainer.max_steps=20", "--checkpoint.every_n_train_steps=2",
                    "--trainer.limit_val_batches=0"))  # fmt: skip
@@ -250,14 +250,14 @@ def test_slurm_requeue_signal_is_handled_at_the_end_of_a_batch(tmp_path, monkeyp
         _SignalConnector, "_slurm_sigusr_handler_fn",
         lambda self, signum, frame: handled.append((signum, self.trainer.global_step, self.trainer.lightning_module.d_steps)),
     )  # fmt: skip
-    original = NoiseDimGAN.generator_step
+    original = NoiseDimGAN.g_loss
 
-    def signalled(self, batch_size, labels=None):
+    def signalled(self, batch):
         if self.d_steps == 3:  # after the 3rd D step, before its G step
             os.kill(os.getpid(), signal.SIGUSR1)
-        return original(self, batch_size, labels)
+        return original(self, batch)
 
-    monkeypatch.setattr(NoiseDimGAN, "generator_step", signalled)
+    monkeypatch.setattr(NoiseDimGAN, "g_loss", signalled)
     previous = signal.getsignal(signal.SIGUSR1)
     cli = main(_args(tmp_path, "--trainer.max_steps=10", "--trainer.limit_val_batches=0"))
     assert type(cli.trainer._accelerator_connector.cluster_environment).__name__ == "SLURMEnvironment"

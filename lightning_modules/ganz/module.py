@@ -24,10 +24,12 @@ run continues the controller exactly; under DDP its update uses the losses avera
 all processes, so every rank holds the same k_t.  BEGAN halves the learning rate when M stalls;
 here that is ``lr_decay_every`` (iterations), as BEGAN's reference code does it.
 
-The shared pieces of :class:`~lightning_modules.adversarial.AdversarialModule` are kept:
-the noise spec (``noise``, uniform U[-1, 1) by default, BEGAN's), ``generate(z, ema=...)``,
-the generator EMA (off by default: ``ema_kimg: 0``, BEGAN has none), the image counter,
-the data-shape check and the logged noise entropy; only the training step differs.
+GANZ is an :class:`~lightning_modules.adversarial.AdversarialModule` like every GAN here: the
+shared loop, the noise spec (``noise``, uniform U[-1, 1) by default, BEGAN's), ``generate``,
+the generator EMA (off by default: ``ema_kimg: 0``, BEGAN has none), the image counter, the
+data-shape check and the logged noise entropy.  BEGAN's losses are its :meth:`GANZ.d_loss` and
+:meth:`GANZ.g_loss`, the k_t controller and the learning-rate decay its
+:meth:`GANZ.on_iteration_end`.
 """
 
 from __future__ import annotations
@@ -37,11 +39,9 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_modules.adversarial import AdversarialModule
-from lightning_modules.distributed import backward_and_step
+from lightning_modules.adversarial import AdversarialModule, Losses
 from lightning_modules.losses import at_least_float32
 from lightning_modules.nets.began import BEGANAutoEncoder, BEGANGenerator
-from lightning_modules.nets.ema import ema_beta
 from lightning_modules.noise import NoiseSpec
 
 __all__ = ["GANZ", "autoencoder_loss"]
@@ -122,7 +122,7 @@ class GANZ(AdversarialModule):
         self._init_adversarial(
             noise=noise,
             image_shape=(channels, resolution, resolution),
-            loss="non_saturating",  # unused: BEGAN's losses replace the shared D and G steps
+            loss="non_saturating",  # the shared Eq. 2 losses, which GANZ's d_loss / g_loss replace
             lr_g=lr_g,
             lr_d=lr_d,
             betas=betas,
@@ -143,50 +143,36 @@ class GANZ(AdversarialModule):
         schedulers = [torch.optim.lr_scheduler.StepLR(opt, step_size=every, gamma=0.5) for opt in optimizers]
         return optimizers, schedulers
 
-    def training_step(self, batch: Any, batch_idx: int) -> None:
+    progress_bar_keys = ("loss_d", "loss_g", "M")
+
+    def d_loss(self, batch: Any) -> Losses:
+        """L_D = L(x) - k_t L(G(z_D)) (BEGAN Eq. 4)."""
         real = self._images(batch)
-        opt_g, opt_d = self.optimizers()
-        n = real.shape[0]
-
-        # D step: L_D = L(x) - k_t L(G(z_D)).
-        self.toggle_optimizer(opt_d)
         with torch.no_grad():
-            fake_d = self.generator(self.sample_noise(n).to(self._compute_dtype))
-        loss_real = self.L(real)
-        loss_fake_d = self.L(fake_d)
-        loss_d = loss_real - self.k_t * loss_fake_d
-        backward_and_step(self, opt_d, loss_d)
-        self.untoggle_optimizer(opt_d)
+            fake = self.generator(self.sample_noise(real.shape[0]).to(self._compute_dtype))
+        loss_real, loss_fake = self.L(real), self.L(fake)
+        loss = loss_real - self.k_t * loss_fake
+        return loss, {"loss_d": loss.detach(), "L_real": loss_real.detach(), "L_fake": loss_fake.detach()}
 
-        # G step: L_G = L(G(z_G)).
-        self.toggle_optimizer(opt_g)
-        loss_g = self.L(self.generator(self.sample_noise(n).to(self._compute_dtype)))
-        backward_and_step(self, opt_g, loss_g)
-        self.untoggle_optimizer(opt_g)
+    def g_loss(self, batch: Any) -> Losses:
+        """L_G = L(G(z_G)) (BEGAN Eq. 4)."""
+        loss = self.L(self.generator(self.sample_noise(self._images(batch).shape[0]).to(self._compute_dtype)))
+        return loss, {"loss_g": loss.detach()}
 
-        # k_t update and the convergence measure M_global (BEGAN Sec. 3.4), from the losses
-        # averaged over all processes, so every DDP rank keeps the same k_t.
+    def on_iteration_end(self, batch: Any, logs: dict[str, torch.Tensor]) -> None:
+        """The k_t update and the convergence measure M_global (BEGAN Sec. 3.4), then the lr decay.
+
+        From the losses averaged over all processes, so every DDP rank keeps the same k_t.
+        """
         with torch.no_grad():
-            stats = torch.stack([loss_real.detach(), loss_g.detach()]).float()
+            stats = torch.stack([logs["L_real"], logs["loss_g"]]).float()
             mean_real, mean_fake = self.trainer.strategy.reduce(stats, reduce_op="mean").unbind()
             balance = self.gamma * mean_real - mean_fake
             self.k_t.copy_((self.k_t + self.lambda_k * balance).clamp(0.0, 1.0))
-            measure = mean_real + balance.abs()
-
+            logs.update(M=mean_real + balance.abs(), k_t=self.k_t.clone())
         if self.lr_decay_every is not None:
             for scheduler in self.lr_schedulers():
                 scheduler.step()
-        global_batch = n * self.trainer.world_size
-        self.images_seen += global_batch
-        beta = ema_beta(global_batch, self.ema_kimg, self.images_seen, self.ema_rampup)
-        self.generator_ema.update(self.generator, beta)
-        self.log_dict(
-            {"train/loss_d": loss_d.detach(), "train/loss_g": loss_g.detach(), "train/M": measure}, prog_bar=True
-        )
-        self.log_dict(
-            {"train/k_t": self.k_t.clone(), "train/L_real": loss_real.detach(), "train/L_fake": loss_fake_d.detach()}
-        )
-        self.log("train/kimg", self.images_seen / 1000.0)
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
