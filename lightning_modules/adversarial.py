@@ -228,12 +228,12 @@ class AdversarialModule(AdversarialLoop):
         *,
         noise: NoiseSpec,
         image_shape: tuple[int, int, int],
-        loss: str,
         lr_g: float,
         lr_d: float,
         betas: tuple[float, float],
         ema_kimg: float,
         ema_rampup: Optional[float],
+        loss: Optional[str] = None,
         d_steps_per_g: int = 1,
         r1_gamma: float = 0.0,
         r1_interval: int = 16,
@@ -246,12 +246,14 @@ class AdversarialModule(AdversarialLoop):
         """Set up the loop and the shared recipe; call after ``self.generator``/``self.discriminator`` exist.
 
         ``loss`` names the adversarial loss of the default :meth:`d_loss` / :meth:`g_loss`
-        (:func:`~lightning_modules.losses.d_loss_fn`); the other arguments are
+        (:func:`~lightning_modules.losses.d_loss_fn`); ``None`` for a method that replaces
+        both with its own (GANZ's BEGAN losses).  The other arguments are
         :meth:`AdversarialLoop._init_loop`'s and the regularisers' (R1: ``r1_gamma``,
         ``r1_interval``; path length: ``pl_*``; ``style_mixing_prob``).
         """
         self.noise = noise
-        self.adversarial_d_loss, self.adversarial_g_loss = d_loss_fn(loss), g_loss_fn(loss)
+        self.adversarial_d_loss = d_loss_fn(loss) if loss is not None else None
+        self.adversarial_g_loss = g_loss_fn(loss) if loss is not None else None
         self._init_regularizers(r1_gamma, r1_interval, pl_weight, pl_interval, pl_batch_shrink, pl_decay,
                                 style_mixing_prob)  # fmt: skip
         self._init_loop(
@@ -442,8 +444,13 @@ class AdversarialModule(AdversarialLoop):
         g_step = self.d_steps // self.d_steps_per_g - 1
         return self.path_length is not None and g_step % self.pl_interval == 0
 
+    def _require_loss(self, hook: str) -> None:
+        if self.adversarial_d_loss is None:
+            raise NotImplementedError(f"{type(self).__name__} was built without a loss: it must implement {hook}(batch)")
+
     def d_loss(self, batch: Any) -> Losses:
         """D's loss on a real batch and as many fakes (Eq. 2, the max over f), plus the lazy R1 penalty."""
+        self._require_loss("d_loss")
         real, labels = self._images(batch), self._labels(batch)
         r1 = self.r1_due
         with torch.no_grad():
@@ -460,6 +467,7 @@ class AdversarialModule(AdversarialLoop):
 
     def g_loss(self, batch: Any) -> Losses:
         """G's loss against the current D (Eq. 2, the min over theta), plus the lazy path-length penalty."""
+        self._require_loss("g_loss")
         batch_size, labels = self._images(batch).shape[0], self._labels(batch)
         loss = self.adversarial_g_loss(self.critic(self.fake_images(batch_size, labels), labels))
         logs = {"loss_g": loss.detach()}

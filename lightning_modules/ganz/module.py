@@ -122,7 +122,6 @@ class GANZ(AdversarialModule):
         self._init_adversarial(
             noise=noise,
             image_shape=(channels, resolution, resolution),
-            loss="non_saturating",  # the shared Eq. 2 losses, which GANZ's d_loss / g_loss replace
             lr_g=lr_g,
             lr_d=lr_d,
             betas=betas,
