@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from analysis.divergence_entropy import divergence_bits, entropy_bits, solve_exact
-from lightning_modules.noise import NoiseSpec
+from core.noise import NoiseSpec
 
 __all__ = [
     "nearest_prototype",

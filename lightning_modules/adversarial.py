@@ -47,7 +47,7 @@ from torch import nn
 from lightning_modules.distributed import backward_and_step, take_over_gradient_sync
 from lightning_modules.losses import d_loss_fn, g_loss_fn
 from lightning_modules.nets.ema import EMA, ema_beta
-from lightning_modules.noise import NoiseSpec
+from core.noise import NoiseSpec
 from lightning_modules.regularizers import PathLengthPenalty, r1_penalty
 
 __all__ = ["AdversarialModule"]

@@ -48,7 +48,7 @@ from lightning_modules.distributed import backward_and_step
 from lightning_modules.losses import LossName
 from lightning_modules.nets.de_gan import Arch, DEGANDiscriminator, DEGANGenerator, check_arch
 from lightning_modules.nets.ema import ema_beta
-from lightning_modules.noise import NoiseSpec
+from core.noise import NoiseSpec
 from lightning_modules.vae import VAE
 
 __all__ = ["DEGAN", "HiddenLoss", "hidden_space_loss", "resolve_checkpoint"]

@@ -50,7 +50,7 @@ from lightning_modules.nets.ada import AdaptiveAugment, AugmentPipe
 from lightning_modules.nets.biggan import BigGANDiscriminator, BigGANGenerator
 from lightning_modules.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from lightning_modules.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from lightning_modules.noise import NoiseSpec
+from core.noise import NoiseSpec
 
 __all__ = ["NoiseDimGAN"]
 

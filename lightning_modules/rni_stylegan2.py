@@ -47,7 +47,7 @@ from lightning_modules.nets.dcgan import DCGANDiscriminator
 from lightning_modules.nets.dcgan_noise import NoiseInjectedDCGANGenerator
 from lightning_modules.nets.noise_injection import InjectionKind, NoiseInjection, NoiseMode, RNIOptions
 from lightning_modules.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from lightning_modules.noise import NoiseSpec
+from core.noise import NoiseSpec
 
 __all__ = ["RNIStyleGAN2"]
 

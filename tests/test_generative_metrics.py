@@ -19,6 +19,7 @@ from torch import nn
 
 import callbacks.generative_metrics as gm
 from callbacks.generative_metrics import GenerativeMetrics
+from core.noise import NoiseSpec
 from datamodules import DigitsDataModule
 from evaluation import features as feats
 from evaluation.features import (
@@ -30,7 +31,7 @@ from evaluation.features import (
     build_feature_extractor,
 )
 from evaluation.precision_recall import knn_radii, precision_recall
-from lightning_modules import NoiseDimGAN, NoiseSpec
+from lightning_modules import NoiseDimGAN
 
 
 class TinyConvFeatures(FeatureExtractor):

@@ -42,7 +42,7 @@ from lightning_modules.distributed import backward_and_step
 from lightning_modules.losses import at_least_float32
 from lightning_modules.nets.began import BEGANAutoEncoder, BEGANGenerator
 from lightning_modules.nets.ema import ema_beta
-from lightning_modules.noise import NoiseSpec
+from core.noise import NoiseSpec
 
 __all__ = ["GANZ", "autoencoder_loss"]
 
