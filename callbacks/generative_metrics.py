@@ -29,7 +29,6 @@ import inspect
 import json
 import os
 import re
-import uuid
 import warnings
 from typing import Any, Literal, Optional
 
@@ -41,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from callbacks.rank_zero import compute_on_rank_zero
+from core.io import atomic_write as _atomic_write
 from evaluation.features import FeatureExtractorUnavailable, build_feature_extractor
 from evaluation.ppl import FeatureDistance, LPIPSDistance, perceptual_path_length
 from evaluation.precision_recall import precision_recall
@@ -87,17 +87,6 @@ def _jsonable(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
-
-
-def _atomic_write(path: str, write: Any) -> None:
-    """Write through a temporary file in the same folder and rename: readers never see half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class GenerativeMetrics(Callback):

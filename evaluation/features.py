@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.io import atomic_path, file_sha256
+
 __all__ = [
     "INCEPTION_URL",
     "ClassifierFeatures",
@@ -40,7 +42,6 @@ __all__ = [
     "FeatureExtractorUnavailable",
     "InceptionFeatures",
     "build_feature_extractor",
-    "file_sha256",
 ]
 
 #: The FID Inception-v3 weights (TF 2015-12-05 graph converted to PyTorch) that torchmetrics and
@@ -71,22 +72,6 @@ def _inception_help(reason: str) -> str:
         "    GenerativeMetrics.feature_extractor: classifier and GenerativeMetrics.feature_path: <its checkpoint>\n"
         f"    (train one with `{CLASSIFIER_HOWTO}`)."
     )
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str) -> str:
-    """sha256 hex digest of a file (memoised on path, size and mtime within the process)."""
-    stat = os.stat(path)
-    memo = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
-    if memo not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _SHA_CACHE[memo] = digest.hexdigest()
-    return _SHA_CACHE[memo]
 
 
 class FeatureExtractor(nn.Module):
@@ -146,24 +131,19 @@ def _download_inception_weights(timeout: float) -> str:
                 f"  (They are not in the torch.hub cache, {target}, and GenerativeMetrics.feature_path is not set.)"
             )
         )
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    partial = f"{target}.partial-{os.getpid()}"
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(INCEPTION_URL, timeout=timeout) as response, open(partial, "wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                digest.update(block)
-                out.write(block)
-        if not digest.hexdigest().startswith(INCEPTION_SHA256_PREFIX):
-            raise OSError(f"downloaded file has sha256 {digest.hexdigest()}, expected {INCEPTION_SHA256_PREFIX}...")
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            with urllib.request.urlopen(INCEPTION_URL, timeout=timeout) as response, open(partial, "wb") as out:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+            if not digest.hexdigest().startswith(INCEPTION_SHA256_PREFIX):
+                raise OSError(f"downloaded file has sha256 {digest.hexdigest()}, expected {INCEPTION_SHA256_PREFIX}...")
     except OSError as err:  # URLError, socket timeouts and HTTP errors are all OSErrors
         raise FeatureExtractorUnavailable(
             _inception_help(f"GenerativeMetrics: the Inception weights could not be fetched (no internet?): {err}.")
         ) from err
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
     return target
 
 

@@ -27,6 +27,7 @@ Noise powers and variances are on the project's [-1, 1] image scale.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -40,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from core.io import atomic_path
 from evaluation.corruptions import CORRUPTIONS, corrupt, noise_power
 from evaluation.reconstruction import psnr, ssim
 
@@ -335,27 +337,28 @@ def write_table(
     """``<folder>/<stem>.csv``, ``.json`` (rows and theory) and ``.md`` (tables); returns the paths."""
     os.makedirs(folder, exist_ok=True)
     paths = {ext: os.path.join(folder, f"{stem}.{ext}") for ext in ("csv", "json", "md")}
-    with open(paths["csv"] + ".tmp", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: r.get(k, "") for k in COLUMNS})
-    with open(paths["json"] + ".tmp", "w") as handle:
-        json.dump({"rows": list(rows), "theory": theory_values}, handle, indent=1, allow_nan=True)
-    parts = []
-    for metric in ("psnr", "ssim"):
-        parts += [
-            f"## {metric.upper()}",
-            "",
-            summary_markdown(rows, metric, theory_values),
-            "",
-            table_markdown(rows, metric),
-            "",
-        ]
-    with open(paths["md"] + ".tmp", "w") as handle:
-        handle.write("\n".join(parts))
-    for path in paths.values():
-        os.replace(path + ".tmp", path)
+    # All three are written before any is renamed into place: an error leaves the old ones.
+    with contextlib.ExitStack() as files:
+        tmp = {ext: files.enter_context(atomic_path(path)) for ext, path in paths.items()}
+        with open(tmp["csv"], "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({k: r.get(k, "") for k in COLUMNS})
+        with open(tmp["json"], "w") as handle:
+            json.dump({"rows": list(rows), "theory": theory_values}, handle, indent=1, allow_nan=True)
+        parts = []
+        for metric in ("psnr", "ssim"):
+            parts += [
+                f"## {metric.upper()}",
+                "",
+                summary_markdown(rows, metric, theory_values),
+                "",
+                table_markdown(rows, metric),
+                "",
+            ]
+        with open(tmp["md"], "w") as handle:
+            handle.write("\n".join(parts))
     return paths
 
 
