@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from core.io import atomic_path
+from core.seeding import seeded_generator
 from evaluation.corruptions import CORRUPTIONS, corrupt, noise_power
 from evaluation.reconstruction import psnr, ssim
 
@@ -75,8 +76,7 @@ def sigma_e2_grid(lambda_max: float, num_levels: int) -> list[float]:
 def cell_generator(seed: int, noise: str, sigma_e2: float) -> torch.Generator:
     """The CPU generator of one (noise type, sigma_e^2) cell: depends on nothing else."""
     entropy = [int(seed), zlib.crc32(noise.encode()), zlib.crc32(f"{sigma_e2:.12g}".encode())]
-    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+    return seeded_generator(None, torch.device("cpu"), *entropy)
 
 
 @torch.no_grad()

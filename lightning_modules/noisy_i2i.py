@@ -42,13 +42,13 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
+from core.seeding import seeded_generator
 from evaluation.reconstruction import ReconstructionMetrics
 from lightning_modules.distributed import backward_and_step, take_over_gradient_sync
 from lightning_modules.losses import LossName, d_loss_fn, g_loss_fn
@@ -156,13 +156,7 @@ class NoisyI2I(LightningModule):
         self._val_batch: Optional[tuple[torch.Tensor, torch.Tensor]] = None
 
     # ------------------------------------------------------------------ noise injection
-    @staticmethod
-    def _seeded(generator: Optional[torch.Generator], device: torch.device, *entropy: int) -> torch.Generator:
-        if generator is None or generator.device != device:
-            generator = torch.Generator(device=device)
-        seed = np.random.SeedSequence(list(entropy)).generate_state(1, dtype=np.uint64)[0]
-        generator.manual_seed(int(seed) & ((1 << 63) - 1))
-        return generator
+    _seeded = staticmethod(seeded_generator)
 
     def _feature_noise(self, generator: Optional[torch.Generator], force: bool) -> None:
         for module in self.generator.modules():
