@@ -41,11 +41,11 @@ from tqdm import tqdm
 
 from callbacks.rank_zero import compute_on_rank_zero
 from core.io import atomic_write as _atomic_write
-from evaluation.features import FeatureExtractorUnavailable, build_feature_extractor
+from evaluation.features import FeatureExtractorUnavailable, PrecomputedFeatures, build_feature_extractor
 from evaluation.ppl import FeatureDistance, LPIPSDistance, perceptual_path_length
 from evaluation.precision_recall import precision_recall
 
-__all__ = ["CACHE_ENV", "GenerativeMetrics", "PrecomputedFeatures"]
+__all__ = ["CACHE_ENV", "GenerativeMetrics"]
 
 #: Environment variable: root of the project's caches (real features go to ``$NOISE_GANS_CACHE/real_features``).
 CACHE_ENV = "NOISE_GANS_CACHE"
@@ -57,27 +57,6 @@ _NON_DATA_HPARAMS = frozenset({"batch_size", "num_workers", "pin_memory", "persi
 _SPLIT_STAGE = {"train": "fit", "val": "validate", "test": "test"}
 #: Seed of the random subset of real images taken when ``max_real`` is smaller than the split.
 _REAL_SUBSET_SEED = 0
-
-
-class PrecomputedFeatures(nn.Module):
-    """The identity, posing as torchmetrics' feature extractor: ``update`` then takes features.
-
-    FID and KID are given this module as ``feature=`` and fed features that the callback
-    computes itself with the real extractor. That way (1) each generated image goes through
-    the extractor once for FID, KID and precision/recall together (each torchmetrics metric
-    would otherwise run its own extractor on the images, and precision/recall is not in
-    torchmetrics), and (2) real features can come from the disk cache, which ``update`` with
-    images could not use. torchmetrics reads ``num_features`` to size its states.
-    """
-
-    def __init__(self, num_features: int) -> None:
-        super().__init__()
-        self.num_features = int(num_features)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if features.dim() != 2 or features.shape[1] != self.num_features:
-            raise ValueError(f"expected features of shape [N, {self.num_features}], got {tuple(features.shape)}")
-        return features
 
 
 def _jsonable(value: Any) -> Any:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.io import atomic_path, file_sha256
+from lightning_modules.classifier import Classifier
 
 __all__ = [
     "INCEPTION_URL",
@@ -41,6 +42,7 @@ __all__ = [
     "FeatureExtractor",
     "FeatureExtractorUnavailable",
     "InceptionFeatures",
+    "PrecomputedFeatures",
     "build_feature_extractor",
 ]
 
@@ -87,6 +89,28 @@ class FeatureExtractor(nn.Module):
     def train(self, mode: bool = True) -> "FeatureExtractor":
         """Stay in eval mode whatever is asked (BatchNorm statistics and dropout stay fixed)."""
         return super().train(False)
+
+
+class PrecomputedFeatures(nn.Module):
+    """The identity, posing as torchmetrics' feature extractor: ``update`` then takes features.
+
+    FID and KID are given this module as ``feature=`` and fed features that the caller
+    (:class:`~callbacks.generative_metrics.GenerativeMetrics`, :mod:`evaluation.robustness`)
+    computes itself with the real extractor. That way (1) each generated image goes through
+    the extractor once for FID, KID and precision/recall together (each torchmetrics metric
+    would otherwise run its own extractor on the images, and precision/recall is not in
+    torchmetrics), and (2) real features can come from the disk cache, which ``update`` with
+    images could not use. torchmetrics reads ``num_features`` to size its states.
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = int(num_features)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.dim() != 2 or features.shape[1] != self.num_features:
+            raise ValueError(f"expected features of shape [N, {self.num_features}], got {tuple(features.shape)}")
+        return features
 
 
 # ---------------------------------------------------------------------------------- Inception
@@ -241,8 +265,6 @@ class ClassifierFeatures(FeatureExtractor):
                 f"  Train the feature classifier with `{CLASSIFIER_HOWTO}` and point feature_path at its\n"
                 "  runs/.../checkpoints/last.ckpt."
             )
-        from lightning_modules.classifier import Classifier
-
         model = Classifier.load_from_checkpoint(path, map_location="cpu")
         self.model = model.eval()
         self.num_features = int(model.num_features)

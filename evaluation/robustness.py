@@ -41,10 +41,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from analysis.i2i_noise import average_optimal_sigma_t2, minimax_sigma_t2, spectrum_from_data
 from core.io import atomic_path
 from core.seeding import seeded_generator
 from evaluation.corruptions import CORRUPTIONS, corrupt, noise_power
-from evaluation.reconstruction import psnr, ssim
+from evaluation.features import PrecomputedFeatures
+from lightning_modules.reconstruction import psnr, ssim
 
 __all__ = [
     "COLUMNS",
@@ -160,8 +162,6 @@ def _fid_kid(real: torch.Tensor, fake: torch.Tensor, kid_subset_size: int, seed:
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    from callbacks.generative_metrics import PrecomputedFeatures
-
     identity = PrecomputedFeatures(real.shape[1])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer.*")
@@ -187,8 +187,6 @@ def theory(clean_inputs: torch.Tensor, lambda_max: float, max_dim: int = 64) -> 
     average-case optimum lambda_max / 2 (the poster's corollary; checked numerically with
     :func:`analysis.i2i_noise.average_optimal_sigma_t2`) and the minimax optimum.
     """
-    from analysis.i2i_noise import average_optimal_sigma_t2, minimax_sigma_t2, spectrum_from_data
-
     x = clean_inputs.detach().double().flatten(1).cpu().numpy()
     eigenvalues, share, dropped = spectrum_from_data(x, max_dim)
     return {

@@ -49,7 +49,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
 from core.seeding import seeded_generator
-from evaluation.reconstruction import ReconstructionMetrics
 from lightning_modules.distributed import backward_and_step, take_over_gradient_sync
 from lightning_modules.losses import LossName, d_loss_fn, g_loss_fn
 from lightning_modules.nets.pix2pix import (
@@ -59,6 +58,7 @@ from lightning_modules.nets.pix2pix import (
     PatchGANDiscriminator,
     UNetGenerator,
 )
+from lightning_modules.reconstruction import ReconstructionMetrics
 
 __all__ = ["NoisyI2I"]
 
