@@ -44,10 +44,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from core.noise import NoiseSpec
 from lightning_modules.distributed import backward_and_step, take_over_gradient_sync
 from lightning_modules.losses import d_loss_fn, g_loss_fn
 from lightning_modules.nets.ema import EMA, ema_beta
-from core.noise import NoiseSpec
 from lightning_modules.regularizers import PathLengthPenalty, r1_penalty
 
 __all__ = ["AdversarialModule"]

@@ -51,8 +51,9 @@ def test_resolve_checkpoint_takes_a_path_or_the_newest_glob_match(tmp_path, capl
     with caplog.at_level(logging.INFO, logger="core.io"):
         assert resolve_checkpoint(str(tmp_path / "version_*.ckpt"), "model.ckpt", "howto") == str(new)
     assert "model.ckpt: 2 files match" in caplog.text and str(new) in caplog.text
+    expected = r"(?s)model\.ckpt: no checkpoint.*Write one with `python train\.py`"
     for missing in (tmp_path / "nope.ckpt", tmp_path / "nope_*.ckpt"):
-        with pytest.raises(FileNotFoundError, match=r"(?s)model\.ckpt: no checkpoint.*Write one with `python train\.py`"):
+        with pytest.raises(FileNotFoundError, match=expected):
             resolve_checkpoint(str(missing), "model.ckpt", "python train.py")
 
 

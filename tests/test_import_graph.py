@@ -58,7 +58,7 @@ def import_edges(root: Path, packages: tuple[str, ...] = LAYERS) -> list[Edge]:
     for package in packages:
         for path in sorted((root / package).rglob("*.py")):
             relative = path.relative_to(root)
-            parts = list(relative.with_suffix("").parts)  # pkg/sub/mod.py, pkg/__init__.py: [pkg, sub, mod], [pkg, __init__]
+            parts = list(relative.with_suffix("").parts)  # [pkg, sub, mod]; [pkg, __init__] for a package
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(relative))
             for node in ast.walk(tree):
                 if not isinstance(node, (ast.Import, ast.ImportFrom)):
