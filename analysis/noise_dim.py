@@ -19,7 +19,7 @@ E[L(X)], so the numbers are estimates of the bounds, not guaranteed bounds.
 
 This module gives the two bounds as real numbers and as integers (n is a count of
 noise values: the smallest n of Eq. 9 is ``ceil``, the largest of Eq. 10 is ``floor``),
-with H(format) either exact (:func:`analysis.float_entropy.entropy_bits`) or the
+with H(format) either exact (:func:`core.float_entropy.entropy_bits`) or the
 paper's Table 1, and checks which formula and rounding reproduce Table 3
 (:func:`table3_candidates`, :func:`ceil_consistent_entropy`).
 """
@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from analysis.codec_rate import PAPER_TABLE_2
-from analysis.float_entropy import PAPER_TABLE_1, entropy_bits, resolve_format
+from analysis.float_entropy import PAPER_TABLE_1
+from core.float_entropy import entropy_bits, resolve_format
 
 __all__ = [
     "PAPER_TABLE_1",
@@ -114,7 +115,7 @@ def noise_dim_bound(bits_per_image: float, entropy: float) -> NoiseDimBound:
 
 
 def format_entropy(fmt: str, source: str = "exact", distribution: str = "gaussian") -> float:
-    """H(format) in bits: ``exact`` (analysis.float_entropy) or ``paper`` (seed Table 1, Gaussian only).
+    """H(format) in bits: ``exact`` (core.float_entropy) or ``paper`` (seed Table 1, Gaussian only).
 
     Raises:
         ValueError: an unknown format or source, or a format/distribution Table 1 lacks.

@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader
 
 from callbacks.paths import run_dir
 from callbacks.rank_zero import compute_on_rank_zero
+from core.io import resolve_checkpoint
 from evaluation.de_gan_metrics import (
     class_diversity,
     confident_accuracy,
@@ -51,10 +52,10 @@ from evaluation.de_gan_metrics import (
     pca_figure,
     relative_diversity,
 )
+from evaluation.features import CLASSIFIER_HOWTO
+from lightning_modules.classifier import Classifier
 
 __all__ = ["DEGANEvaluation"]
-
-CLASSIFIER_HOWTO = "python train.py fit -c configs/classifier/digits.yaml"
 
 
 class DEGANEvaluation(Callback):
@@ -116,9 +117,6 @@ class DEGANEvaluation(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.classifier_ckpt is None or self.classifier is not None:
             return
-        from lightning_modules.classifier import Classifier
-        from lightning_modules.de_gan import resolve_checkpoint
-
         path = resolve_checkpoint(self.classifier_ckpt, "DEGANEvaluation.classifier_ckpt", CLASSIFIER_HOWTO)
         classifier = Classifier.load_from_checkpoint(path, map_location="cpu")
         classifier.requires_grad_(False).eval()

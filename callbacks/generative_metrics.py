@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import re
-import uuid
 import warnings
 from typing import Any, Literal, Optional
 
@@ -40,11 +39,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from callbacks.rank_zero import compute_on_rank_zero
-from evaluation.features import FeatureExtractorUnavailable, build_feature_extractor
+from core.io import atomic_write as _atomic_write
+from evaluation.features import FeatureExtractorUnavailable, PrecomputedFeatures, build_feature_extractor
 from evaluation.ppl import FeatureDistance, LPIPSDistance, perceptual_path_length
 from evaluation.precision_recall import precision_recall
 
-__all__ = ["CACHE_ENV", "GenerativeMetrics", "PrecomputedFeatures"]
+__all__ = ["CACHE_ENV", "GenerativeMetrics"]
 
 #: Environment variable: root of the project's caches (real features go to ``$NOISE_GANS_CACHE/real_features``).
 CACHE_ENV = "NOISE_GANS_CACHE"
@@ -58,27 +58,6 @@ _SPLIT_STAGE = {"train": "fit", "val": "validate", "test": "test"}
 _REAL_SUBSET_SEED = 0
 
 
-class PrecomputedFeatures(nn.Module):
-    """The identity, posing as torchmetrics' feature extractor: ``update`` then takes features.
-
-    FID and KID are given this module as ``feature=`` and fed features that the callback
-    computes itself with the real extractor. That way (1) each generated image goes through
-    the extractor once for FID, KID and precision/recall together (each torchmetrics metric
-    would otherwise run its own extractor on the images, and precision/recall is not in
-    torchmetrics), and (2) real features can come from the disk cache, which ``update`` with
-    images could not use. torchmetrics reads ``num_features`` to size its states.
-    """
-
-    def __init__(self, num_features: int) -> None:
-        super().__init__()
-        self.num_features = int(num_features)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if features.dim() != 2 or features.shape[1] != self.num_features:
-            raise ValueError(f"expected features of shape [N, {self.num_features}], got {tuple(features.shape)}")
-        return features
-
-
 def _jsonable(value: Any) -> Any:
     """``value`` if JSON can hold it, else its repr without memory addresses (stable across runs)."""
     try:
@@ -86,17 +65,6 @@ def _jsonable(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
-
-
-def _atomic_write(path: str, write: Any) -> None:
-    """Write through a temporary file in the same folder and rename: readers never see half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class GenerativeMetrics(Callback):

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from callbacks.paths import run_dir
 from callbacks.rank_zero import compute_on_rank_zero
 from evaluation.corruptions import CORRUPTIONS
+from evaluation.features import build_feature_extractor
 from evaluation.robustness import (
     plot_robustness,
     robustness_rows,
@@ -182,8 +183,6 @@ class NoiseRobustness(Callback):
         if self.fid == "none":
             return None
         if self._extractor is None:
-            from evaluation.features import build_feature_extractor
-
             self._extractor = build_feature_extractor(self.fid, self.fid_path)
         self._extractor.to(device)
 

@@ -33,14 +33,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.io import atomic_path, file_sha256
+from lightning_modules.classifier import Classifier
+
 __all__ = [
     "INCEPTION_URL",
     "ClassifierFeatures",
     "FeatureExtractor",
     "FeatureExtractorUnavailable",
     "InceptionFeatures",
+    "PrecomputedFeatures",
     "build_feature_extractor",
-    "file_sha256",
 ]
 
 #: The FID Inception-v3 weights (TF 2015-12-05 graph converted to PyTorch) that torchmetrics and
@@ -73,22 +76,6 @@ def _inception_help(reason: str) -> str:
     )
 
 
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str) -> str:
-    """sha256 hex digest of a file (memoised on path, size and mtime within the process)."""
-    stat = os.stat(path)
-    memo = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
-    if memo not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _SHA_CACHE[memo] = digest.hexdigest()
-    return _SHA_CACHE[memo]
-
-
 class FeatureExtractor(nn.Module):
     """Base of the extractors: frozen, always in eval mode, with ``num_features`` and ``identity``."""
 
@@ -102,6 +89,28 @@ class FeatureExtractor(nn.Module):
     def train(self, mode: bool = True) -> "FeatureExtractor":
         """Stay in eval mode whatever is asked (BatchNorm statistics and dropout stay fixed)."""
         return super().train(False)
+
+
+class PrecomputedFeatures(nn.Module):
+    """The identity, posing as torchmetrics' feature extractor: ``update`` then takes features.
+
+    FID and KID are given this module as ``feature=`` and fed features that the caller
+    (:class:`~callbacks.generative_metrics.GenerativeMetrics`, :mod:`evaluation.robustness`)
+    computes itself with the real extractor. That way (1) each generated image goes through
+    the extractor once for FID, KID and precision/recall together (each torchmetrics metric
+    would otherwise run its own extractor on the images, and precision/recall is not in
+    torchmetrics), and (2) real features can come from the disk cache, which ``update`` with
+    images could not use. torchmetrics reads ``num_features`` to size its states.
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = int(num_features)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.dim() != 2 or features.shape[1] != self.num_features:
+            raise ValueError(f"expected features of shape [N, {self.num_features}], got {tuple(features.shape)}")
+        return features
 
 
 # ---------------------------------------------------------------------------------- Inception
@@ -146,24 +155,19 @@ def _download_inception_weights(timeout: float) -> str:
                 f"  (They are not in the torch.hub cache, {target}, and GenerativeMetrics.feature_path is not set.)"
             )
         )
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    partial = f"{target}.partial-{os.getpid()}"
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(INCEPTION_URL, timeout=timeout) as response, open(partial, "wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                digest.update(block)
-                out.write(block)
-        if not digest.hexdigest().startswith(INCEPTION_SHA256_PREFIX):
-            raise OSError(f"downloaded file has sha256 {digest.hexdigest()}, expected {INCEPTION_SHA256_PREFIX}...")
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            with urllib.request.urlopen(INCEPTION_URL, timeout=timeout) as response, open(partial, "wb") as out:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+            if not digest.hexdigest().startswith(INCEPTION_SHA256_PREFIX):
+                raise OSError(f"downloaded file has sha256 {digest.hexdigest()}, expected {INCEPTION_SHA256_PREFIX}...")
     except OSError as err:  # URLError, socket timeouts and HTTP errors are all OSErrors
         raise FeatureExtractorUnavailable(
             _inception_help(f"GenerativeMetrics: the Inception weights could not be fetched (no internet?): {err}.")
         ) from err
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
     return target
 
 
@@ -261,8 +265,6 @@ class ClassifierFeatures(FeatureExtractor):
                 f"  Train the feature classifier with `{CLASSIFIER_HOWTO}` and point feature_path at its\n"
                 "  runs/.../checkpoints/last.ckpt."
             )
-        from lightning_modules.classifier import Classifier
-
         model = Classifier.load_from_checkpoint(path, map_location="cpu")
         self.model = model.eval()
         self.num_features = int(model.num_features)

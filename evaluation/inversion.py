@@ -40,7 +40,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from evaluation.reconstruction import psnr, ssim
+from datamodules.base import ImageTransform
+from datamodules.encoded import CorruptImageError, FolderSource, decode_image
+from evaluation.features import ClassifierFeatures
+from evaluation.ppl import LPIPSDistance, LPIPSWeightsNotFound
+from lightning_modules.nets.noise_injection import NoiseInjection
+from lightning_modules.reconstruction import psnr, ssim
+from lightning_modules.rni_stylegan2 import RNIStyleGAN2
 
 __all__ = ["InversionResult", "autocorrelation_penalty", "invert", "load_images", "main", "perceptual_distance"]
 
@@ -105,9 +111,6 @@ def perceptual_distance(
     cache, else the classifier's features if ``classifier_ckpt`` is given, else none (MSE only).
     ``lpips`` / ``classifier`` insist and raise with instructions when the file is missing.
     """
-    from evaluation.features import ClassifierFeatures
-    from evaluation.ppl import LPIPSDistance, LPIPSWeightsNotFound
-
     if kind not in ("auto", "lpips", "classifier", "none"):
         raise ValueError(f"perceptual must be auto, lpips, classifier or none, got {kind!r}")
     if kind == "none":
@@ -202,8 +205,6 @@ def invert(
         latent = w_mean.reshape(1, 1, -1).repeat(n, rows, 1)
     latent = latent.clone().requires_grad_(True)
 
-    from lightning_modules.nets.noise_injection import NoiseInjection
-
     layers = [m for m in G.modules() if isinstance(m, NoiseInjection) and m.kind != "none"]
     noises: list[Tensor] = []
     if optimize_noise:
@@ -256,9 +257,6 @@ def invert(
 # ---------------------------------------------------------------------------------- images and CLI
 def load_images(folder: str, resolution: int, channels: int, limit: Optional[int] = None) -> tuple[Tensor, list[str]]:
     """The image files under ``folder`` (sorted), center-cropped and resized, in [-1, 1]."""
-    from datamodules.base import ImageTransform
-    from datamodules.encoded import CorruptImageError, FolderSource, decode_image
-
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"--images {folder} is not a directory of images (PNG, JPEG, ...)")
     source = FolderSource(folder)
@@ -306,8 +304,6 @@ def main(argv: Optional[list[str]] = None) -> dict:
     """The CLI; returns the summary it writes to ``<out>/summary.json``."""
     args = _parser().parse_args(argv)
     from torchvision.utils import save_image
-
-    from lightning_modules.rni_stylegan2 import RNIStyleGAN2
 
     if not os.path.isfile(args.ckpt):
         sys.exit(f"error: --ckpt {args.ckpt} does not exist (train with `python train.py fit -c configs/rni/...`)")

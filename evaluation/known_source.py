@@ -32,8 +32,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from analysis.divergence_entropy import divergence_bits, entropy_bits, solve_exact
-from lightning_modules.noise import NoiseSpec
+from analysis.divergence_entropy import divergence_bits, divergence_unit, entropy_bits, solve_exact, sweep_exact
+from core.noise import NoiseSpec
 
 __all__ = [
     "nearest_prototype",
@@ -149,8 +149,6 @@ def plot_tradeoff(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from analysis.divergence_entropy import divergence_unit, sweep_exact
 
     if not reports:
         raise ValueError("plot_tradeoff needs at least one report")

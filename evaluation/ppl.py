@@ -22,7 +22,7 @@ training distribution at radius 1, so :func:`slerp` puts the path on the sphere 
 radius ``z_radius`` (default sqrt(dim), the typical norm of a standard Gaussian vector);
 for a scale-invariant generator any radius gives the paper's value, and ``z_radius=1``
 reproduces the official code literally.  For non-Gaussian noise (uniform, discrete
-levels; :mod:`lightning_modules.noise`) pass ``interpolation="lerp"``.  In W the paper
+levels; :mod:`core.noise`) pass ``interpolation="lerp"``.  In W the paper
 interpolates linearly.
 
 Distances.  :class:`LPIPSDistance` (torchmetrics' LPIPS network; it needs torchvision's

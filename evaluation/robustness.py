@@ -27,6 +27,7 @@ Noise powers and variances are on the project's [-1, 1] image scale.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -40,8 +41,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from analysis.i2i_noise import average_optimal_sigma_t2, minimax_sigma_t2, spectrum_from_data
+from core.io import atomic_path
+from core.seeding import seeded_generator
 from evaluation.corruptions import CORRUPTIONS, corrupt, noise_power
-from evaluation.reconstruction import psnr, ssim
+from evaluation.features import PrecomputedFeatures
+from lightning_modules.reconstruction import psnr, ssim
 
 __all__ = [
     "COLUMNS",
@@ -73,8 +78,7 @@ def sigma_e2_grid(lambda_max: float, num_levels: int) -> list[float]:
 def cell_generator(seed: int, noise: str, sigma_e2: float) -> torch.Generator:
     """The CPU generator of one (noise type, sigma_e^2) cell: depends on nothing else."""
     entropy = [int(seed), zlib.crc32(noise.encode()), zlib.crc32(f"{sigma_e2:.12g}".encode())]
-    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+    return seeded_generator(None, torch.device("cpu"), *entropy)
 
 
 @torch.no_grad()
@@ -158,8 +162,6 @@ def _fid_kid(real: torch.Tensor, fake: torch.Tensor, kid_subset_size: int, seed:
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    from callbacks.generative_metrics import PrecomputedFeatures
-
     identity = PrecomputedFeatures(real.shape[1])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer.*")
@@ -185,8 +187,6 @@ def theory(clean_inputs: torch.Tensor, lambda_max: float, max_dim: int = 64) -> 
     average-case optimum lambda_max / 2 (the poster's corollary; checked numerically with
     :func:`analysis.i2i_noise.average_optimal_sigma_t2`) and the minimax optimum.
     """
-    from analysis.i2i_noise import average_optimal_sigma_t2, minimax_sigma_t2, spectrum_from_data
-
     x = clean_inputs.detach().double().flatten(1).cpu().numpy()
     eigenvalues, share, dropped = spectrum_from_data(x, max_dim)
     return {
@@ -335,27 +335,28 @@ def write_table(
     """``<folder>/<stem>.csv``, ``.json`` (rows and theory) and ``.md`` (tables); returns the paths."""
     os.makedirs(folder, exist_ok=True)
     paths = {ext: os.path.join(folder, f"{stem}.{ext}") for ext in ("csv", "json", "md")}
-    with open(paths["csv"] + ".tmp", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: r.get(k, "") for k in COLUMNS})
-    with open(paths["json"] + ".tmp", "w") as handle:
-        json.dump({"rows": list(rows), "theory": theory_values}, handle, indent=1, allow_nan=True)
-    parts = []
-    for metric in ("psnr", "ssim"):
-        parts += [
-            f"## {metric.upper()}",
-            "",
-            summary_markdown(rows, metric, theory_values),
-            "",
-            table_markdown(rows, metric),
-            "",
-        ]
-    with open(paths["md"] + ".tmp", "w") as handle:
-        handle.write("\n".join(parts))
-    for path in paths.values():
-        os.replace(path + ".tmp", path)
+    # All three are written before any is renamed into place: an error leaves the old ones.
+    with contextlib.ExitStack() as files:
+        tmp = {ext: files.enter_context(atomic_path(path)) for ext, path in paths.items()}
+        with open(tmp["csv"], "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({k: r.get(k, "") for k in COLUMNS})
+        with open(tmp["json"], "w") as handle:
+            json.dump({"rows": list(rows), "theory": theory_values}, handle, indent=1, allow_nan=True)
+        parts = []
+        for metric in ("psnr", "ssim"):
+            parts += [
+                f"## {metric.upper()}",
+                "",
+                summary_markdown(rows, metric, theory_values),
+                "",
+                table_markdown(rows, metric),
+                "",
+            ]
+        with open(tmp["md"], "w") as handle:
+            handle.write("\n".join(parts))
     return paths
 
 

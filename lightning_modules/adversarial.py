@@ -14,7 +14,7 @@ Two classes, one loop:
   steps and the lazy regularisers; both saved in checkpoints), checks the data's image shape
   against the model's, builds the two Adam optimisers and logs every loss term under ``train/``.
 * :class:`AdversarialModule` adds what the noise-to-image GANs share: the noise z from the run's
-  :class:`~lightning_modules.noise.NoiseSpec` (its entropy joins the hyperparameters), the
+  :class:`~core.noise.NoiseSpec` (its entropy joins the hyperparameters), the
   min-max game of the seed paper "Noise dimension of GAN", Eq. 2, as the default ``d_loss`` /
   ``g_loss`` (a loss from :mod:`lightning_modules.losses`), the optional regularisers -- lazy R1
   on D (every ``r1_interval`` D steps) and, for style-based generators (``mapping`` +
@@ -53,11 +53,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from core.noise import NoiseSpec
 from lightning_modules.distributed import backward_and_step, take_over_gradient_sync
 from lightning_modules.losses import d_loss_fn, g_loss_fn
 from lightning_modules.nets.ema import EMA, ema_beta
 from lightning_modules.nets.noise_injection import NoiseInjection
-from lightning_modules.noise import NoiseSpec
 from lightning_modules.regularizers import PathLengthPenalty, r1_penalty
 
 __all__ = ["AdversarialLoop", "AdversarialModule", "Losses"]

@@ -35,48 +35,24 @@ generator's input), which the shared D loss and :meth:`DEGAN.g_loss` use.
 from __future__ import annotations
 
 import contextvars
-import glob
 import os
 from typing import Any, Literal, Optional
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from evaluation.features import file_sha256
+from core.io import file_sha256, resolve_checkpoint
+from core.noise import NoiseSpec
 from lightning_modules.adversarial import AdversarialModule, Losses
 from lightning_modules.frozen import Frozen
 from lightning_modules.losses import LossName
 from lightning_modules.nets.de_gan import Arch, DEGANDiscriminator, DEGANGenerator, check_arch
-from lightning_modules.noise import NoiseSpec
 from lightning_modules.vae import VAE
 
-__all__ = ["DEGAN", "HiddenLoss", "hidden_space_loss", "resolve_checkpoint"]
+__all__ = ["DEGAN", "HiddenLoss", "hidden_space_loss"]
 
 HiddenLoss = Literal["per_sample", "mean_features"]
 VAE_HOWTO = "python train.py fit -c configs/de_gan/digits_vae.yaml"
-
-
-def resolve_checkpoint(path: str, key: str, howto: str) -> str:
-    """``path`` itself, or the newest file matching it when it is a glob; a clear error when none exists.
-
-    Args:
-        path: a file path or a glob pattern (``*``, ``?``, ``[``).
-        key: the config key the path comes from, named in the error.
-        howto: the command that writes such a checkpoint, named in the error.
-    """
-    if any(ch in path for ch in "*?["):
-        matches = [p for p in glob.glob(path) if os.path.isfile(p)]
-        if matches:
-            newest = max(matches, key=os.path.getmtime)
-            if len(matches) > 1:
-                rank_zero_info(f"{key}: {len(matches)} files match {path!r}; using the newest, {newest}")
-            return newest
-    elif os.path.isfile(path):
-        return path
-    raise FileNotFoundError(
-        f"{key}: no checkpoint at {path!r} (working directory {os.getcwd()}).\n"
-        f"  Write one with `{howto}` and set {key} to its checkpoints/last.ckpt (globs like version_* are allowed)."
-    )
 
 
 def hidden_space_loss(h_real: torch.Tensor, h_gen: torch.Tensor, mode: HiddenLoss = "per_sample") -> torch.Tensor:

@@ -44,13 +44,13 @@ from typing import Any, Literal, Optional
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from core.noise import NoiseSpec
 from lightning_modules.adversarial import AdversarialModule
 from lightning_modules.losses import LossName
 from lightning_modules.nets.ada import AdaptiveAugment, AugmentPipe
 from lightning_modules.nets.biggan import BigGANDiscriminator, BigGANGenerator
 from lightning_modules.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from lightning_modules.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from lightning_modules.noise import NoiseSpec
 
 __all__ = ["NoiseDimGAN"]
 

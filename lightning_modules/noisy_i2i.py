@@ -46,13 +46,12 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
-from evaluation.reconstruction import ReconstructionMetrics
+from core.seeding import seeded_generator
 from lightning_modules.adversarial import AdversarialLoop, Losses
 from lightning_modules.losses import LossName, d_loss_fn, g_loss_fn
 from lightning_modules.nets.pix2pix import (
@@ -62,6 +61,7 @@ from lightning_modules.nets.pix2pix import (
     PatchGANDiscriminator,
     UNetGenerator,
 )
+from lightning_modules.reconstruction import ReconstructionMetrics
 
 __all__ = ["NoisyI2I"]
 
@@ -159,13 +159,7 @@ class NoisyI2I(AdversarialLoop):
         self._val_batch: Optional[tuple[torch.Tensor, torch.Tensor]] = None
 
     # ------------------------------------------------------------------ noise injection
-    @staticmethod
-    def _seeded(generator: Optional[torch.Generator], device: torch.device, *entropy: int) -> torch.Generator:
-        if generator is None or generator.device != device:
-            generator = torch.Generator(device=device)
-        seed = np.random.SeedSequence(list(entropy)).generate_state(1, dtype=np.uint64)[0]
-        generator.manual_seed(int(seed) & ((1 << 63) - 1))
-        return generator
+    _seeded = staticmethod(seeded_generator)
 
     def _feature_noise(self, generator: Optional[torch.Generator], force: bool) -> None:
         for module in self.generator.modules():

@@ -41,13 +41,13 @@ from typing import Any, Literal, Optional
 import torch
 from torch import Tensor
 
+from core.noise import NoiseSpec
 from lightning_modules.adversarial import AdversarialModule
 from lightning_modules.losses import LossName
 from lightning_modules.nets.dcgan import DCGANDiscriminator
 from lightning_modules.nets.dcgan_noise import NoiseInjectedDCGANGenerator
 from lightning_modules.nets.noise_injection import InjectionKind, NoiseInjection, NoiseMode, RNIOptions
 from lightning_modules.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from lightning_modules.noise import NoiseSpec
 
 __all__ = ["RNIStyleGAN2"]
 

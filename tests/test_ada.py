@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from lightning_modules import NoiseDimGAN, NoiseSpec
+from core.noise import NoiseSpec
+from lightning_modules import NoiseDimGAN
 from lightning_modules.nets.ada import COLOR, GEOMETRIC, AdaptiveAugment, AugmentPipe
 
 

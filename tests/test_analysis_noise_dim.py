@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from analysis.__main__ import main
-from analysis.float_entropy import entropy_bits
 from analysis.noise_dim import (
     PAPER_TABLE_1,
     PAPER_TABLE_2,
@@ -22,6 +21,7 @@ from analysis.noise_dim import (
     noise_dim_bound,
     table3_candidates,
 )
+from core.float_entropy import entropy_bits
 
 CELLS = [(d, f) for d in PAPER_TABLE_3 for f in PAPER_TABLE_3[d]]
 

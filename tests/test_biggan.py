@@ -4,8 +4,9 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
+from core.noise import NoiseSpec
 from datamodules import DigitsDataModule
-from lightning_modules import NoiseDimGAN, NoiseSpec
+from lightning_modules import NoiseDimGAN
 from lightning_modules.nets.biggan import BigGANDiscriminator, BigGANGenerator, SelfAttention, split_latent
 from train import main
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from analysis.float_entropy import (
+from core.float_entropy import (
     FORMATS,
     _binade_terms_nats,
     entropy_bits,
@@ -107,7 +107,7 @@ def test_exact_values_and_the_papers_table():
 def test_all_formats_fast():
     import time
 
-    from analysis.float_entropy import _entropy_bits_cached
+    from core.float_entropy import _entropy_bits_cached
 
     _entropy_bits_cached.cache_clear()
     start = time.perf_counter()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import pywt
 
-from evaluation import compression_baselines as cb
+from lightning_modules.ganz import compression_baselines as cb
 
 
 def _coefficients(channel: np.ndarray) -> np.ndarray:

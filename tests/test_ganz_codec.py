@@ -15,7 +15,6 @@ import torch
 from ganz_fixtures import CHANNELS, D_T, N_FILTERS, RES, generated_images, save_checkpoint, tiny_ganz
 from PIL import Image
 
-from evaluation.reconstruction import psnr
 from lightning_modules.ganz.__main__ import main as ganz_cli
 from lightning_modules.ganz.codec import GanzCodec, GeneratorMismatchError, generator_sha256, to_uint8
 from lightning_modules.ganz.format import (
@@ -30,6 +29,7 @@ from lightning_modules.ganz.format import (
 )
 from lightning_modules.ganz.inversion import InversionConfig, invert
 from lightning_modules.ganz.latent import LatentGenerator, LatentMode, random_linear_weight
+from lightning_modules.reconstruction import psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 PIXELS = CHANNELS * RES * RES  # 256

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from ganz_fixtures import CHANNELS, RES, generated_images, save_checkpoint, tiny_ganz
 
-from evaluation.reconstruction import psnr
 from lightning_modules.ganz.__main__ import main as ganz_cli
 from lightning_modules.ganz.inversion import InversionConfig
 from lightning_modules.ganz.latent import LatentGenerator, LatentMode
 from lightning_modules.ganz.sensing import gaussian_measurement_matrix, recover
+from lightning_modules.reconstruction import psnr
 
 
 def test_measurement_matrix_is_seeded_gaussian_with_variance_one_over_m():

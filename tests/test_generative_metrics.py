@@ -19,6 +19,8 @@ from torch import nn
 
 import callbacks.generative_metrics as gm
 from callbacks.generative_metrics import GenerativeMetrics
+from core.io import file_sha256
+from core.noise import NoiseSpec
 from datamodules import DigitsDataModule
 from evaluation import features as feats
 from evaluation.features import (
@@ -30,7 +32,7 @@ from evaluation.features import (
     build_feature_extractor,
 )
 from evaluation.precision_recall import knn_radii, precision_recall
-from lightning_modules import NoiseDimGAN, NoiseSpec
+from lightning_modules import NoiseDimGAN
 
 
 class TinyConvFeatures(FeatureExtractor):
@@ -315,7 +317,7 @@ def test_inception_features_from_a_local_weights_file(tmp_path, monkeypatch):
     weights = tmp_path / "weights.pth"
     torch.save(random_net.state_dict(), weights)
     extractor = InceptionFeatures(str(weights))
-    assert extractor.identity == f"inception:{feats.file_sha256(str(weights))}"
+    assert extractor.identity == f"inception:{file_sha256(str(weights))}"
     out = extractor(torch.rand(1, 1, 16, 16) * 2 - 1)
     assert out.shape == (1, 2048) and out.dtype == torch.float32 and torch.isfinite(out).all()
     assert not extractor.train().training

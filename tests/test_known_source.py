@@ -10,6 +10,7 @@ import torch
 from scipy.stats import chi2
 
 from analysis.divergence_entropy import entropy_bits, solve_exact
+from core.noise import NoiseSpec
 from datamodules import KnownSourceDataModule
 from datamodules.known_source import largest_remainder_counts, law_probabilities
 from evaluation.known_source import (
@@ -19,7 +20,6 @@ from evaluation.known_source import (
     plot_tradeoff,
     prototype_counts,
 )
-from lightning_modules import NoiseSpec
 from lightning_modules.nets.dcgan import DCGANGenerator
 from train import main
 

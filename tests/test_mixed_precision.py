@@ -23,7 +23,7 @@ from lightning_modules.nets.dcgan import DCGANGenerator, DCGANDiscriminator
 from lightning_modules.nets.dcgan_noise import NoiseInjectedDCGANGenerator
 from lightning_modules.nets.de_gan import DEGANGenerator
 from lightning_modules.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from lightning_modules.noise import NoiseSpec
+from core.noise import NoiseSpec
 from lightning_modules.noisy_i2i import NoisyI2I
 from lightning_modules.regularizers import PathLengthPenalty, r1_penalty
 from lightning_modules.vae import VAE

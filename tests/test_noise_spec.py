@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from analysis.float_entropy import entropy_bits, monte_carlo_entropy_bits
-from lightning_modules.noise import NoiseSpec
+from analysis.float_entropy import monte_carlo_entropy_bits
+from core.float_entropy import entropy_bits
+from core.noise import NoiseSpec
 
 FORMAT_DTYPES = {
     "float64": torch.float64,

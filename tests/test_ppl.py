@@ -238,7 +238,8 @@ def test_lpips_loads_local_backbone_weights(tmp_path):
 @pytest.mark.parametrize("noise_format", ["float32", "bfloat16"])
 def test_dcgan_with_classifier_features(noise_format):
     """End to end on the project's objects: a tiny DCGAN and the classifier's feature distance."""
-    from lightning_modules import NoiseDimGAN, NoiseSpec
+    from core.noise import NoiseSpec
+    from lightning_modules import NoiseDimGAN
     from lightning_modules.classifier import Classifier
 
     torch.manual_seed(0)

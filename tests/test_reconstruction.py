@@ -1,4 +1,4 @@
-"""PSNR / SSIM for [-1, 1] images (evaluation.reconstruction) against closed forms."""
+"""PSNR / SSIM for [-1, 1] images (lightning_modules.reconstruction) against closed forms."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from evaluation.reconstruction import ReconstructionMetrics, psnr, reconstruction_metrics, ssim
+from lightning_modules.reconstruction import ReconstructionMetrics, psnr, reconstruction_metrics, ssim
 
 
 def _images(n=4, c=3, side=16, seed=0):

@@ -1,7 +1,7 @@
 """``python -m analysis float-entropy``: seed "noise dimension" Table 1, exact and by Monte Carlo.
 
 For each float format: the exact entropy of N(0, 1) (or U[-1, 1)) rounded to it
-(:mod:`analysis.float_entropy`), the paper's Monte Carlo estimator (Eq. 6) over K draws
+(:mod:`core.float_entropy`), the paper's Monte Carlo estimator (Eq. 6) over K draws
 of the project's own sampler (``NoiseSpec``) with its standard error, and the paper's
 published value where Table 1 has one.
 """
@@ -16,15 +16,15 @@ import numpy as np
 import torch
 
 from analysis.cli import Report, UsageError, add_output_arguments, command_parser, progress
-from analysis.float_entropy import FORMATS, PAPER_TABLE_1, entropy_bits, information_bits, resolve_format
+from analysis.float_entropy import PAPER_TABLE_1, information_bits
+from core.float_entropy import FORMATS, entropy_bits, resolve_format
+from core.noise import NoiseSpec
 
 _CHUNK = 1_000_000
 
 
 def monte_carlo(fmt: str, distribution: str, samples: int, seed: int) -> tuple[float, float]:
     """Eq. 6 over ``samples`` draws of ``NoiseSpec``, in chunks; (estimate, standard error)."""
-    from lightning_modules.noise import NoiseSpec
-
     spec = NoiseSpec(dim=1, distribution=distribution, format=fmt)
     generator = torch.Generator().manual_seed(seed)
     total = total_sq = 0.0

@@ -19,7 +19,7 @@ from typing import Any
 
 from analysis.cli import Report, UsageError, add_output_arguments, command_parser
 from analysis.codec_rate import CODECS
-from analysis.float_entropy import resolve_format
+from core.float_entropy import resolve_format
 from analysis.noise_dim import (
     ENTROPY_SOURCES,
     PAPER_TABLE_1,
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> Report:
     h_source = (
         "seed Table 1 (Monte Carlo; FP16 11.36, FP32 26.55, FP64 55.56)"
         if args.entropy == "paper"
-        else f"exact entropy of {args.distribution} noise rounded to the format (analysis.float_entropy)"
+        else f"exact entropy of {args.distribution} noise rounded to the format (core.float_entropy)"
     )
     notes = [
         "lower_eq9 = (E[L] - 1) / H (Eq. 9), n_min = ceil(lower_eq9); "

@@ -5,6 +5,7 @@
 * ``inversion``: Eq. 1, z* = argmin ||G(z) - x||^2, batched, with restarts;
 * ``format`` and ``codec``: the ``.ganz`` file and the codec built on them;
 * ``sensing``: compressive sensing with the generator as prior (Sec. 4, Fig. 8);
+* ``compression_baselines``: the wavelet baseline (GANZ Sec. 3.4) and standard lossy codecs at a byte budget;
 * ``rate_distortion``: GANZ against wavelets and standard codecs at equal size;
 * ``python -m lightning_modules.ganz compress|decompress|rd|cs``: the command line.
 """

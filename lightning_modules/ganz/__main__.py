@@ -131,8 +131,8 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_compress(args: argparse.Namespace) -> None:
-    from evaluation.reconstruction import psnr, ssim
     from lightning_modules.ganz.codec import from_uint8, to_uint8
+    from lightning_modules.reconstruction import psnr, ssim
 
     codec = _codec(args)
     items = _inputs(args, codec.image_shape)
@@ -246,10 +246,10 @@ def cmd_rd(args: argparse.Namespace) -> None:
 
 
 def cmd_cs(args: argparse.Namespace) -> None:
-    from evaluation.reconstruction import psnr as psnr_fn
     from lightning_modules.ganz import rate_distortion as rd
     from lightning_modules.ganz.codec import from_uint8, to_uint8
     from lightning_modules.ganz.sensing import BORA_BEST_MSE, recover
+    from lightning_modules.reconstruction import psnr as psnr_fn
 
     codec = _codec(args)
     shape = codec.image_shape

@@ -28,6 +28,7 @@ from torch import nn
 from lightning_modules.ganz.format import GanzHeader, dequantize, pack, quantize, unpack
 from lightning_modules.ganz.inversion import InversionConfig, invert
 from lightning_modules.ganz.latent import LatentGenerator, LatentMode
+from lightning_modules.ganz.module import GANZ
 
 __all__ = ["Compressed", "GanzCodec", "GeneratorMismatchError", "from_uint8", "generator_sha256", "to_uint8"]
 
@@ -93,8 +94,6 @@ class GanzCodec:
     @classmethod
     def from_checkpoint(cls, path: str, ema: bool = True, device: Union[str, torch.device] = "cpu") -> "GanzCodec":
         """The codec of a :class:`~lightning_modules.ganz.module.GANZ` checkpoint (its EMA generator by default)."""
-        from lightning_modules.ganz.module import GANZ
-
         model = GANZ.load_from_checkpoint(path, map_location="cpu")
         generator = model.generator_ema.module if ema else model.generator
         return cls(generator, device)

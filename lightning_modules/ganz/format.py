@@ -26,21 +26,21 @@ file, so re-saving a checkpoint (other optimiser state, another Lightning versio
 its files readable while any change to the generator is caught.  Reading checks, in
 order: the length (truncated), the magic, the version, the dtype code, the exact length
 the header implies, then the CRC (corruption); each failure is a :class:`GanzFormatError`
-naming the file and what is wrong.  Files are written atomically (a temporary file in the
-same folder, then ``os.replace``), so a failed write leaves no output file.
+naming the file and what is wrong.  Files are written atomically (:func:`write_atomic`, i.e.
+:func:`core.io.atomic_write_bytes`: a temporary file in the same folder, then ``os.replace``), so a
+failed write leaves no output file.
 """
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from core.io import atomic_write_bytes as write_atomic
 from lightning_modules.ganz.latent import MODES
 
 __all__ = [
@@ -216,23 +216,3 @@ def read_ganz(path: str) -> tuple[GanzHeader, bytes]:
     except OSError as err:
         raise GanzFormatError(f"{path}: cannot read ({err.strerror or err})") from None
     return unpack(data, path)
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

@@ -39,10 +39,10 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from core.noise import NoiseSpec
 from lightning_modules.adversarial import AdversarialModule, Losses
 from lightning_modules.losses import at_least_float32
 from lightning_modules.nets.began import BEGANAutoEncoder, BEGANGenerator
-from lightning_modules.noise import NoiseSpec
 
 __all__ = ["GANZ", "autoencoder_loss"]
 

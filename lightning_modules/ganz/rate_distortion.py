@@ -4,13 +4,13 @@ For each image set (train, test, out-of-domain), each GANZ mode (ratio) and each
 dtype, the images are compressed to real ``.ganz`` files; then, at the same size:
 
 * the paper's wavelet baseline at the same degrees of freedom (M = d_c coefficients,
-  :mod:`evaluation.compression_baselines`), placed on the bits-per-pixel axis by
-  :func:`~evaluation.compression_baselines.wavelet_bytes`;
+  :mod:`lightning_modules.ganz.compression_baselines`), placed on the bits-per-pixel axis by
+  :func:`~lightning_modules.ganz.compression_baselines.wavelet_bytes`;
 * JPEG, WebP, JPEG-XL and AVIF, each tuned to the byte size of the GANZ file.
 
 Every method's output is an 8-bit image (GANZ's decoded image is rounded to 8 bits as a
 PNG would be), scored against the 8-bit original with PSNR and SSIM
-(:mod:`evaluation.reconstruction`).  :func:`run` returns one row per (set, method,
+(:mod:`lightning_modules.reconstruction`).  :func:`run` returns one row per (set, method,
 setting) with mean bytes, bits per pixel, PSNR, SSIM; :func:`write_outputs` writes them
 as CSV and markdown, the PSNR-vs-bpp plot and a grid of originals and reconstructions.
 
@@ -30,17 +30,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from evaluation.compression_baselines import (
+from lightning_modules.ganz.codec import GanzCodec, from_uint8, to_uint8
+from lightning_modules.ganz.compression_baselines import (
     available_codecs,
     codec_at_budget,
     wavelet_bytes,
     wavelet_compress,
     wavelet_keep_for,
 )
-from evaluation.reconstruction import psnr, ssim
-from lightning_modules.ganz.codec import GanzCodec, from_uint8, to_uint8
 from lightning_modules.ganz.inversion import InversionConfig
 from lightning_modules.ganz.latent import LatentMode
+from lightning_modules.reconstruction import psnr, ssim
 
 __all__ = ["OOD_IMAGES", "ImageSet", "fit_to_shape", "ood_images", "run", "write_outputs"]
 

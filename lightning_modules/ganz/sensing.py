@@ -28,6 +28,7 @@ import torch
 
 from lightning_modules.ganz.inversion import InversionConfig, invert
 from lightning_modules.ganz.latent import LatentGenerator
+from lightning_modules.reconstruction import psnr
 
 __all__ = ["BORA_BEST_MSE", "SensingResult", "gaussian_measurement_matrix", "recover"]
 
@@ -63,8 +64,6 @@ def recover(
     progress: bool = True,
 ) -> SensingResult:
     """Measure ``images`` [B, C, H, W] with M = ``m`` Gaussian rows and recover them through ``net``."""
-    from evaluation.reconstruction import psnr
-
     device = next(net.parameters()).device
     x = images.to(device, torch.float32)
     n = x[0].numel()

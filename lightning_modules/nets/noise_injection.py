@@ -58,7 +58,7 @@ from typing import Literal, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from lightning_modules.dataclass_config import coerce_dataclass
+from core.dataclass_config import coerce_dataclass
 
 __all__ = ["NoiseInjection", "NoiseMode", "InjectionKind", "RNIOptions", "set_noise_mode"]
 

@@ -22,6 +22,8 @@ noise injection (NoisyI2I).
 Thin wrappers over ``torchmetrics.functional`` that fix the value range and the
 per-image reduction; :class:`ReconstructionMetrics` is the torchmetrics ``MetricCollection``
 to accumulate over a dataset in ``validation_step``/``test_step`` (DDP-synchronised).
+The modules log these metrics themselves (NoisyI2I's validation, GANZ's rate-distortion and
+sensing), so they live here, below ``evaluation``, which re-exports them.
 """
 
 from __future__ import annotations

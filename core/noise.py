@@ -9,7 +9,7 @@ Distributions:
 
 * ``gaussian`` -- N(0, 1), drawn in float32 (float64 for the float64 format) and rounded
   to the nearest value of ``format``.  Entropy per dimension: ``H(format)``, exact, from
-  :func:`analysis.float_entropy.entropy_bits`.
+  :func:`core.float_entropy.entropy_bits`.
 * ``uniform`` -- U[-1, 1), drawn and rounded the same way, entropy by the same definition.
 * ``discrete`` -- ``2**bits`` equiprobable levels per dimension, placed at the Gaussian
   quantiles Phi^-1((k + 1/2) / 2^bits) and rescaled to unit variance, so the generator
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from scipy.special import ndtri
 
-from analysis.float_entropy import FORMATS, cell_mass_around, entropy_bits, representable_values, resolve_format
-from lightning_modules.dataclass_config import coerce_dataclass
+from core.dataclass_config import coerce_dataclass
+from core.float_entropy import FORMATS, cell_mass_around, entropy_bits, representable_values, resolve_format
 
 Distribution = Literal["gaussian", "uniform", "discrete"]
 Format = Literal["float64", "float32", "bfloat16", "float16", "float8_e4m3fn", "float8_e5m2"]
