@@ -165,16 +165,9 @@ class DEGAN(AdversarialModule):
         self.hidden_layer = self.discriminator.resolve_layer(hidden_layer)
         self.lambda_adv, self.lambda_hidden, self.hidden_loss = lambda_adv, lambda_hidden, hidden_loss
         self.encoder_output, self.joint_batch = encoder_output, joint_batch
-        self._init_adversarial(
-            noise=noise,
-            image_shape=(channels, resolution, resolution),
-            loss=loss,
-            lr_g=lr_g,
-            lr_d=lr_d,
-            betas=betas,
-            ema_kimg=ema_kimg,
-            ema_rampup=ema_rampup,
-        )
+        shape = (channels, resolution, resolution)
+        self._init_adversarial(noise=noise, image_shape=shape, loss=loss, lr_g=lr_g, lr_d=lr_d, betas=betas,
+                               ema_kimg=ema_kimg, ema_rampup=ema_rampup)  # fmt: skip
         self.frozen_vae: Optional[Frozen] = None  # the preconditioner's VAE (preconditioner: vae)
         self._vae_sha256: Optional[str] = None
         if preconditioner == "vae":
