@@ -36,7 +36,6 @@ import importlib
 import inspect
 import os
 import re
-import sys
 import typing
 import warnings
 from typing import Any, Optional, Sequence
