@@ -6,7 +6,7 @@
 * ``format`` and ``codec``: the ``.ganz`` file and the codec built on them;
 * ``sensing``: compressive sensing with the generator as prior (Sec. 4, Fig. 8);
 * ``rate_distortion``: GANZ against wavelets and standard codecs at equal size;
-* ``python -m lightning_modules.ganz compress|decompress|rd|cs``: the command line.
+* the command line is ``python -m tools ganz compress|decompress|rd|cs`` (:mod:`tools.ganz`).
 """
 
 from lightning_modules.ganz.module import GANZ
