@@ -3,8 +3,9 @@
 A test that reads ``runs/classifier/.../last.ckpt`` passes only on the machine that trained
 it: every file a test reads must be one it wrote (in ``tmp_path``).  :class:`RunsReadGuard`
 watches this process through an audit hook (``sys.addaudithook``): opening a file under the
-folder for reading, or listing or globbing a folder there, counts as a read unless the test
-wrote that path (or below that folder) first.  ``conftest.py`` turns it on around every test.
+folder for reading, or globbing there (``resolve_checkpoint``'s ``version_*``), counts as a
+read unless the test wrote that file (or, for a glob, into that folder) first.  Listing a
+folder does not count: a logger lists its run folder to number a new version.  ``conftest.py`` turns it on around every test.
 Subprocesses are not watched; a run of the test suite from a fresh clone (no ``runs/``)
 catches those.
 """
@@ -18,7 +19,6 @@ from typing import Any
 __all__ = ["RunsReadGuard"]
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND
-_LISTINGS = ("os.listdir", "os.scandir", "glob.glob")
 
 
 class RunsReadGuard:
@@ -44,7 +44,7 @@ class RunsReadGuard:
 
     @staticmethod
     def _hook(event: str, args: tuple) -> None:
-        if RunsReadGuard._active and (event == "open" or event in _LISTINGS):
+        if RunsReadGuard._active and event in ("open", "glob.glob"):
             for guard in RunsReadGuard._active:
                 guard._see(event, args)
 
@@ -63,5 +63,5 @@ class RunsReadGuard:
             if path in self.written:
                 return
         elif any(w.startswith(path.split("*")[0].rstrip(os.sep) + os.sep) for w in self.written):
-            return  # listing a folder the test wrote into
+            return  # a glob in a folder the test wrote into
         self.unwritten_reads.append(path)
