@@ -140,15 +140,9 @@ def call_cli(
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
-def run_cli(
-    main: Callable[[Optional[list[str]]], Any],
-    argv: Optional[Sequence[str]] = None,
-    *,
-    user_errors: Sequence[type[BaseException]] = (),
-    translate: Optional[Translate] = None,
-) -> NoReturn:
-    """:func:`call_cli`, then exit with its status (the ``if __name__ == "__main__"`` of an entry point)."""
-    sys.exit(call_cli(main, argv, user_errors=user_errors, translate=translate))
+def run_cli(main: Callable[[Optional[list[str]]], Any], argv: Optional[Sequence[str]] = None, **kwargs: Any) -> NoReturn:
+    """:func:`call_cli` (same arguments), then exit with its status: an entry point's ``__main__``."""
+    sys.exit(call_cli(main, argv, **kwargs))
 
 
 class ArgumentParser(argparse.ArgumentParser):

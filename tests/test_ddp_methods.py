@@ -43,25 +43,23 @@ def _common(tmp_path):
     ]
 
 
+def _last_ckpt(folder: Path, config: str, *extra: str) -> str:
+    """A short fit of ``config`` in ``folder``; its last checkpoint."""
+    cli = main(["fit", "-c", str(CONFIGS / config), *_common(folder), *extra])
+    return cli.trainer.checkpoint_callback.last_model_path
+
+
 @pytest.fixture(scope="module")
 def vae_ckpt(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("vae")
-    cli = main(
-        ["fit", "-c", str(CONFIGS / "de_gan" / "digits_vae.yaml"), *_common(tmp), "--trainer.max_steps=2",
-         "--trainer.limit_val_batches=0", "--model.init_args.width=4"]  # fmt: skip
-    )
-    return cli.trainer.checkpoint_callback.last_model_path
+    return _last_ckpt(tmp_path_factory.mktemp("vae"), "de_gan/digits_vae.yaml", "--trainer.max_steps=2",
+                      "--trainer.limit_val_batches=0", "--model.init_args.width=4")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def classifier_ckpt(tmp_path_factory):
     """A digit classifier for BigGAN's GenerativeMetrics (the config's runs/classifier/... exists only where made)."""
-    tmp = tmp_path_factory.mktemp("classifier")
-    cli = main(
-        ["fit", "-c", str(CONFIGS / "classifier" / "digits.yaml"), *_common(tmp), "--trainer.max_epochs=1",
-         "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]  # fmt: skip
-    )
-    return cli.trainer.checkpoint_callback.last_model_path
+    return _last_ckpt(tmp_path_factory.mktemp("classifier"), "classifier/digits.yaml", "--trainer.max_epochs=1",
+                      "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1")  # fmt: skip
 
 
 def _with_classifier(config: Path, ckpt: str, folder: Path) -> Path:
