@@ -126,9 +126,7 @@ def call_cli(
         argv = _strip_debug(argv)
     try:
         result = main(argv)
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except Exception as exc:
+    except Exception as exc:  # not SystemExit (argparse's --help, an explicit exit) nor KeyboardInterrupt
         message = user_error_message(exc, user_errors, translate)
         if message is None:
             raise
