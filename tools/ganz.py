@@ -320,7 +320,7 @@ def add_command(subparsers, name: str, help: str) -> None:
         name, help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.set_defaults(run=_run)
-    sub = parser.add_subparsers(dest="ganz_command", required=True)
+    sub = parser.add_subparsers(dest="ganz_command", metavar="<command>", required=True)
 
     p = sub.add_parser("compress", help="images -> .ganz files (Eq. 1)")
     _common(p)
