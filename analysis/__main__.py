@@ -1,7 +1,8 @@
 """``python -m analysis <command> [options]``: the information-theoretic tools, one command each.
 
 Run ``python -m analysis --help`` for the list and ``python -m analysis <command> --help``
-for a command's options.
+for a command's options.  A user error (a missing file, a bad option) prints one line,
+``error: ...``, and exits with status 2; ``--debug`` also shows the traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import importlib
 import sys
 from typing import Optional
 
-from analysis.cli import UsageError, emit
+from analysis.cli import emit
+from core.errors import ArgumentParser, call_cli
 
 # Each module defines add_command(subparsers); the order is the order of --help.
 COMMAND_MODULES = [
@@ -25,7 +27,7 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m analysis",
         description="Information-theoretic tools behind the experiments: tables, JSON/CSV and plots.",
     )
@@ -35,16 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        report = args.handler(args)
-        emit(report, out=getattr(args, "out", None), plot=getattr(args, "plot", None))
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def _run(argv: Optional[list[str]]) -> int:
+    args = build_parser().parse_args(argv)
+    report = args.handler(args)
+    emit(report, out=getattr(args, "out", None), plot=getattr(args, "plot", None))
     return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """The exit status: 0, or 2 after a user error (printed as ``error: ...`` on stderr)."""
+    return call_cli(_run, argv)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Each tool module registers one command with ``add_command(subparsers)``; its handler
 returns a :class:`Report` (rows of a table, notes, an optional figure), and
 :func:`emit` prints the table, writes ``--out`` (``.json`` or ``.csv`` by suffix) and
-saves ``--plot`` (PNG).  A :class:`UsageError` becomes ``error: <message>`` and exit
-status 2, without a traceback.
+saves ``--plot`` (PNG).  A :class:`UsageError` (a :class:`core.errors.UserError`) becomes
+``error: <message>`` and exit status 2, without a traceback (``--debug`` shows it).
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+from core.errors import UserError
+
 __all__ = ["UsageError", "Report", "emit", "format_table", "command_parser", "add_output_arguments", "progress"]
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Bad input a user can fix (printed as ``error: ...``, exit status 2)."""
 
 

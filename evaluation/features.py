@@ -64,15 +64,9 @@ class FeatureExtractorUnavailable(RuntimeError):
 def _inception_help(reason: str) -> str:
     return (
         f"{reason}\n"
-        "  Fix one of these ways:\n"
-        f"  - download the FID Inception weights ({INCEPTION_URL})\n"
-        "    on a machine with internet and set GenerativeMetrics.feature_path: "
-        f"/path/to/{INCEPTION_FILE}\n"
-        "    (on the command line: --trainer.callbacks.init_args.feature_path=..., or the callback's\n"
-        f"    init_args in the YAML), or copy the file to {_hub_weights_path()}, where it is found without a path;\n"
-        "  - or measure in the feature space of the project's own classifier: set\n"
-        "    GenerativeMetrics.feature_extractor: classifier and GenerativeMetrics.feature_path: <its checkpoint>\n"
-        f"    (train one with `{CLASSIFIER_HOWTO}`)."
+        f"  Fix: download {INCEPTION_URL} and set GenerativeMetrics.feature_path: /path/to/{INCEPTION_FILE} (or copy\n"
+        f"  it to {_hub_weights_path()}), or set GenerativeMetrics.feature_extractor: classifier and feature_path: "
+        f"a Classifier checkpoint (`{CLASSIFIER_HOWTO}`)."
     )
 
 
@@ -151,8 +145,8 @@ def _download_inception_weights(timeout: float) -> str:
     if reason is not None:
         raise FeatureExtractorUnavailable(
             _inception_help(
-                f"GenerativeMetrics: the Inception weights could not be fetched (no internet?): {reason}.\n"
-                f"  (They are not in the torch.hub cache, {target}, and GenerativeMetrics.feature_path is not set.)"
+                f"GenerativeMetrics: the Inception weights could not be fetched (no internet?): {reason}; they are not "
+                f"in the torch.hub cache ({target}) and GenerativeMetrics.feature_path is not set."
             )
         )
     digest = hashlib.sha256()

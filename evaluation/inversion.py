@@ -19,19 +19,15 @@ zero mean and unit variance after every step.  ``space`` can also be ``w`` (one 
 style inputs) or ``z`` (the generator's input; the only choice for a DCGAN backbone).
 
 The generator is a frozen copy of the model's (EMA by default) generator; the model itself
-is not modified.  ``python -m evaluation.inversion --help`` runs it over a folder of images
+is not modified.  ``python -m tools invert --help`` runs it over a folder of images
 and writes a CSV of PSNR/SSIM per image, a JSON summary, the latents and a PNG grid of
 targets above reconstructions.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import csv
-import json
 import os
-import sys
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
@@ -48,7 +44,7 @@ from lightning_modules.nets.noise_injection import NoiseInjection
 from lightning_modules.reconstruction import psnr, ssim
 from lightning_modules.rni_stylegan2 import RNIStyleGAN2
 
-__all__ = ["InversionResult", "autocorrelation_penalty", "invert", "load_images", "main", "perceptual_distance"]
+__all__ = ["InversionResult", "autocorrelation_penalty", "invert", "load_images", "perceptual_distance"]
 
 Space = Literal["w_plus", "w", "z"]
 Distance = Callable[[Tensor, Tensor], Tensor]
@@ -254,7 +250,7 @@ def invert(
     )
 
 
-# ---------------------------------------------------------------------------------- images and CLI
+# ---------------------------------------------------------------------------------- images
 def load_images(folder: str, resolution: int, channels: int, limit: Optional[int] = None) -> tuple[Tensor, list[str]]:
     """The image files under ``folder`` (sorted), center-cropped and resized, in [-1, 1]."""
     if not os.path.isdir(folder):
@@ -273,90 +269,7 @@ def load_images(folder: str, resolution: int, channels: int, limit: Optional[int
     return torch.stack(images), names
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m evaluation.inversion",
-        description="Invert a folder of images through an RNIStyleGAN2 checkpoint (Image2StyleGAN-style w+ "
-        "optimisation); writes PSNR/SSIM per image and a grid of targets above reconstructions.",
-    )
-    p.add_argument("--ckpt", required=True, help="RNIStyleGAN2 checkpoint (runs/.../checkpoints/last.ckpt)")
-    p.add_argument("--images", required=True, help="folder of images to invert")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--limit", type=int, default=None, help="invert at most this many images")
-    p.add_argument("--space", choices=["w_plus", "w", "z"], default="w_plus")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--optimize-noise", action="store_true", help="also optimise the injected noise maps")
-    p.add_argument("--noise-reg-weight", type=float, default=1e5)
-    p.add_argument("--mse-weight", type=float, default=1.0)
-    p.add_argument("--perceptual", choices=["auto", "lpips", "classifier", "none"], default="auto")
-    p.add_argument("--perceptual-weight", type=float, default=1.0)
-    p.add_argument("--lpips-path", default=None, help="VGG16 ImageNet weights for LPIPS (vgg16-397923af.pth)")
-    p.add_argument("--classifier-ckpt", default=None, help="project Classifier checkpoint (perceptual fallback)")
-    p.add_argument("--no-ema", action="store_true", help="invert the raw generator instead of the EMA")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    return p
+if __name__ == "__main__":  # deprecated alias of `python -m tools invert` (removed in the next release)
+    from core.errors import run_alias
 
-
-def main(argv: Optional[list[str]] = None) -> dict:
-    """The CLI; returns the summary it writes to ``<out>/summary.json``."""
-    args = _parser().parse_args(argv)
-    from torchvision.utils import save_image
-
-    if not os.path.isfile(args.ckpt):
-        sys.exit(f"error: --ckpt {args.ckpt} does not exist (train with `python train.py fit -c configs/rni/...`)")
-    module = RNIStyleGAN2.load_from_checkpoint(args.ckpt, map_location=args.device).eval()
-    c, r = module.image_shape[0], module.image_shape[1]
-    targets, names = load_images(args.images, r, c, args.limit)
-    distance, distance_name = perceptual_distance(args.perceptual, args.lpips_path, args.classifier_ckpt)
-    os.makedirs(args.out, exist_ok=True)
-    results = []
-    for start in tqdm(range(0, len(targets), args.batch_size), desc="batches"):
-        batch = targets[start : start + args.batch_size]
-        results.append(
-            invert(
-                module, batch, space=args.space, steps=args.steps, lr=args.lr, mse_weight=args.mse_weight,
-                perceptual=distance, perceptual_weight=args.perceptual_weight, optimize_noise=args.optimize_noise,
-                noise_reg_weight=args.noise_reg_weight, ema=not args.no_ema, seed=args.seed + start, progress=True,
-            )  # fmt: skip
-        )
-    recon = torch.cat([res.images.cpu() for res in results])
-    p_all, s_all = torch.cat([res.psnr for res in results]), torch.cat([res.ssim for res in results])
-    with open(os.path.join(args.out, "inversion.csv"), "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", "psnr_db", "ssim"])
-        for name, p_val, s_val in zip(names, p_all.tolist(), s_all.tolist()):
-            writer.writerow([name, f"{p_val:.4f}", f"{s_val:.5f}"])
-    torch.save({"names": names, "latents": [res.latents.cpu() for res in results], "space": args.space},
-               os.path.join(args.out, "latents.pt"))  # fmt: skip
-    rows = []
-    per_row = 8
-    for start in range(0, len(targets), per_row):  # targets above their reconstructions
-        rows += [targets[start : start + per_row], recon[start : start + per_row]]
-    grid_path = os.path.join(args.out, "grid.png")
-    save_image(torch.cat(rows), grid_path, nrow=per_row, normalize=True, value_range=(-1, 1), pad_value=1.0)
-    summary = {
-        "checkpoint": args.ckpt,
-        "noise_injection": module.hparams.get("noise_injection"),
-        "images": len(names),
-        "space": args.space,
-        "steps": args.steps,
-        "optimize_noise": args.optimize_noise,
-        "perceptual": distance_name,
-        "psnr_mean_db": float(p_all.mean()),
-        "ssim_mean": float(s_all.mean()),
-    }
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    print(
-        f"{len(names)} images, {args.space}, {args.steps} steps, perceptual {distance_name}: "
-        f"PSNR {summary['psnr_mean_db']:.2f} dB, SSIM {summary['ssim_mean']:.4f}\n"
-        f"  per image: {os.path.join(args.out, 'inversion.csv')}\n  grid:      {grid_path}"
-    )
-    return summary
-
-
-if __name__ == "__main__":
-    main()
+    run_alias("python -m evaluation.inversion", "tools", "invert")

@@ -307,9 +307,8 @@ class LPIPSDistance(nn.Module):
             raise LPIPSWeightsNotFound(
                 f"LPIPS ({net}) needs torchvision's ImageNet weights of {_LPIPS_BACKBONES[net][0]}, "
                 f"file {filename}, and {where} has none at {weights_path}.\n"
-                f"  Download it where there is internet: {url}\n"
-                f"  then pass its path as weights_path, or copy it to {cache}/.\n"
-                "  Offline alternative: FeatureDistance(classifier) with the project's own classifier."
+                f"  Download it where there is internet ({url}) and pass its path as weights_path, or copy it to\n"
+                f"  {cache}/; offline alternative: FeatureDistance(classifier) with the project's own classifier."
             )
         # torchmetrics' LPIPS module (private API, torchmetrics 1.x): build it with a random
         # backbone (no download; the shipped linear layers are loaded), then load the backbone.

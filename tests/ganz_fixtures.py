@@ -8,8 +8,14 @@ import lightning
 import torch
 
 from lightning_modules.ganz import GANZ
+from tools.__main__ import main as tools_main
 
 D_T, RES, CHANNELS, N_FILTERS = 8, 16, 1, 4
+
+
+def ganz_cli(argv: list[str]) -> int:
+    """``python -m tools ganz ARGV``, in this process; the exit status."""
+    return tools_main(["ganz", *argv])
 
 
 def tiny_ganz(seed: int = 0, channels: int = CHANNELS, **kwargs) -> GANZ:

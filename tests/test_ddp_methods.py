@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from train import main
 
@@ -42,24 +43,47 @@ def _common(tmp_path):
     ]
 
 
+def _last_ckpt(folder: Path, config: str, *extra: str) -> str:
+    """A short fit of ``config`` in ``folder``; its last checkpoint."""
+    cli = main(["fit", "-c", str(CONFIGS / config), *_common(folder), *extra])
+    return cli.trainer.checkpoint_callback.last_model_path
+
+
 @pytest.fixture(scope="module")
 def vae_ckpt(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("vae")
-    cli = main(
-        ["fit", "-c", str(CONFIGS / "de_gan" / "digits_vae.yaml"), *_common(tmp), "--trainer.max_steps=2",
-         "--trainer.limit_val_batches=0", "--model.init_args.width=4"]  # fmt: skip
-    )
-    return cli.trainer.checkpoint_callback.last_model_path
+    return _last_ckpt(tmp_path_factory.mktemp("vae"), "de_gan/digits_vae.yaml", "--trainer.max_steps=2",
+                      "--trainer.limit_val_batches=0", "--model.init_args.width=4")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def classifier_ckpt(tmp_path_factory):
+    """A digit classifier for BigGAN's GenerativeMetrics (the config's runs/classifier/... exists only where made)."""
+    return _last_ckpt(tmp_path_factory.mktemp("classifier"), "classifier/digits.yaml", "--trainer.max_epochs=1",
+                      "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1")  # fmt: skip
+
+
+def _with_classifier(config: Path, ckpt: str, folder: Path) -> Path:
+    """A copy of ``config`` whose GenerativeMetrics read the classifier ``ckpt``."""
+    cfg = yaml.safe_load(config.read_text())
+    for callback in cfg["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("GenerativeMetrics"):
+            callback["init_args"]["feature_path"] = ckpt
+    path = folder / config.name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
 
 
 @pytest.mark.parametrize("method", sorted(CASES))
 def test_method_trains_under_plain_ddp(method, tmp_path, request):
     config, extra = CASES[method]
+    config = CONFIGS / config
+    if method == "biggan":
+        config = _with_classifier(config, request.getfixturevalue("classifier_ckpt"), tmp_path)
     if method == "de_gan":
         extra = [*extra, f"--model.init_args.vae_ckpt={request.getfixturevalue('vae_ckpt')}",
                  "--trainer.callbacks=[]"]  # fmt: skip  (its evaluation callback needs a classifier)
     cmd = [
-        sys.executable, "train.py", "fit", "-c", str(CONFIGS / config), *_common(tmp_path), *extra,
+        sys.executable, "train.py", "fit", "-c", str(config), *_common(tmp_path), *extra,
         "--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2",
         "--trainer.max_steps=8", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=0",
         "--trainer.callbacks+=_ddp_probe.RankProbe", f"--trainer.callbacks.out_dir={tmp_path / 'probe'}",

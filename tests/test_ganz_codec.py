@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ganz_fixtures import CHANNELS, D_T, N_FILTERS, RES, generated_images, save_checkpoint, tiny_ganz
+from ganz_fixtures import CHANNELS, D_T, N_FILTERS, RES, ganz_cli, generated_images, save_checkpoint, tiny_ganz
 from PIL import Image
 
-from lightning_modules.ganz.__main__ import main as ganz_cli
 from lightning_modules.ganz.codec import GanzCodec, GeneratorMismatchError, generator_sha256, to_uint8
 from lightning_modules.ganz.format import (
     HEADER_SIZE,

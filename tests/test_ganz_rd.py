@@ -6,9 +6,8 @@ import csv
 
 import pytest
 import numpy as np
-from ganz_fixtures import save_checkpoint, tiny_ganz
+from ganz_fixtures import ganz_cli, save_checkpoint, tiny_ganz
 
-from lightning_modules.ganz.__main__ import main as ganz_cli
 from lightning_modules.ganz.format import HEADER_SIZE
 from lightning_modules.ganz.rate_distortion import fit_to_shape, ood_images
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from ganz_fixtures import CHANNELS, RES, generated_images, save_checkpoint, tiny_ganz
+from ganz_fixtures import CHANNELS, RES, ganz_cli, generated_images, save_checkpoint, tiny_ganz
 
-from lightning_modules.ganz.__main__ import main as ganz_cli
 from lightning_modules.ganz.inversion import InversionConfig
 from lightning_modules.ganz.latent import LatentGenerator, LatentMode
 from lightning_modules.ganz.sensing import gaussian_measurement_matrix, recover

@@ -250,7 +250,7 @@ def test_every_i2i_config_trains_a_step_on_its_data_format(name, tmp_path):
 
 
 def test_sweep_script_end_to_end_on_digits(tmp_path):
-    """scripts/i2i_sweep.py: two sigma_t^2, each trained and tested through train.py, one merged table."""
+    """python -m tools sweep-i2i: two sigma_t^2, each trained and tested through train.py, one merged table."""
     config = yaml.safe_load((I2I / "digits_sr8.yaml").read_text())
     config["model"]["init_args"].update(g_width=8, g_max_width=16, d_width=8, d_max_width=16)
     config["trainer"].update(max_epochs=1, limit_train_batches=3, limit_val_batches=1, enable_progress_bar=False)
@@ -259,9 +259,11 @@ def test_sweep_script_end_to_end_on_digits(tmp_path):
     robustness.update(noise_types=["gaussian", "jpeg"], num_levels=2, lambda_max=0.2, max_images=16, theory_max_dim=8)
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, str(ROOT / "scripts" / "i2i_sweep.py"), "-c", str(path), "--sigma-t2", "0", "0.1"]
+    cmd = [sys.executable, "-m", "tools", "sweep-i2i", "-c", str(path), "--sigma-t2", "0", "0.1"]
     cmd += ["--save-dir", str(tmp_path / "runs"), "--name", "sweep"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # `python -m tools` from another folder: the checkout first on the path, whatever the install.
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     sweep = tmp_path / "runs" / "sweep"

@@ -1,29 +1,28 @@
-"""scripts/rni_compare.py: the commands it plans, the eval callbacks it writes, the merged outputs."""
+"""python -m tools rni-compare: the commands it plans, the eval callbacks it writes, the merged outputs."""
 
 import csv
-import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+from tools import rni_compare
+from tools.__main__ import main
 
-import rni_compare  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_dry_run_plans_fit_test_and_inversion_per_injection(tmp_path, capsys):
     ckpt = tmp_path / "clf.ckpt"
     ckpt.write_bytes(b"x")
-    code = rni_compare.main(["-c", str(ROOT / "configs" / "rni" / "digits_dcgan.yaml"), "--classifier-ckpt", str(ckpt),
-                             "--save-dir", str(tmp_path), "--dry-run", "--injections", "eni", "rni",
-                             "--", "--trainer.max_steps", "4"])  # fmt: skip
+    code = main(["rni-compare", "-c", str(ROOT / "configs" / "rni" / "digits_dcgan.yaml"), "--classifier-ckpt",
+                 str(ckpt), "--save-dir", str(tmp_path), "--dry-run", "--injections", "eni", "rni",
+                 "--", "--trainer.max_steps", "4"])  # fmt: skip
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 6
     assert "fit" in lines[0] and "--model.init_args.noise_injection eni" in lines[0] and lines[0].endswith("4")
     assert " test " in lines[1] and "last.ckpt" in lines[1] and "eval_callbacks.yaml" in lines[1]
-    assert "evaluation.inversion" in lines[2] and "--space z" in lines[2]  # DCGAN: no w
+    assert "-m tools invert" in lines[2] and "--space z" in lines[2]  # DCGAN: no w
     cfg = yaml.safe_load((tmp_path / "rni_compare" / "digits_dcgan" / "eval_callbacks.yaml").read_text())
     gm, cn = cfg["trainer"]["callbacks"]
     assert gm["init_args"]["ppl_space"] == "z" and gm["init_args"]["feature_path"] == str(ckpt)

@@ -1,6 +1,7 @@
 """RNIStyleGAN2 through train.py: every injection mode, the DCGAN backbone, the metrics and inversion."""
 
 import glob
+import json
 from pathlib import Path
 
 import pytest
@@ -8,8 +9,8 @@ import torch
 import yaml
 
 from evaluation.inversion import autocorrelation_penalty, invert, load_images
-from evaluation.inversion import main as invert_main
 from lightning_modules.rni_stylegan2 import RNIStyleGAN2
+from tools.__main__ import main as tools_main
 from train import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,8 +165,9 @@ def test_inversion_cli_over_a_folder(tmp_path):
     images, names = load_images(str(folder), 16, 1)
     assert images.shape == (3, 1, 16, 16) and names == ["img0.png", "img1.png", "img2.png"]
     out = tmp_path / "out"
-    summary = invert_main(["--ckpt", str(ckpt), "--images", str(folder), "--out", str(out), "--steps", "3",
-                           "--perceptual", "none", "--batch-size", "2"])  # fmt: skip
+    assert tools_main(["invert", "--ckpt", str(ckpt), "--images", str(folder), "--out", str(out), "--steps", "3",
+                       "--perceptual", "none", "--batch-size", "2"]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 3 and summary["perceptual"] == "none"
     rows = (out / "inversion.csv").read_text().splitlines()
     assert rows[0] == "image,psnr_db,ssim" and len(rows) == 4

@@ -1,4 +1,4 @@
-"""scripts/sweep_noise_dim.py and scripts/known_source.py: commands, resume, array tasks, tables and plots."""
+"""python -m tools sweep-noise-dim and known-source: commands, resume, array tasks, tables and plots."""
 
 import csv
 import json
@@ -11,12 +11,11 @@ import pytest
 import yaml
 
 from lightning_modules import NoiseDimGAN
+from tools import known_source as ks_script
+from tools import sweep_noise_dim as sweep
+from tools.__main__ import main as tools_main
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import known_source as ks_script  # noqa: E402
-import sweep_noise_dim as sweep  # noqa: E402
 
 DIGITS = str(ROOT / "configs" / "noise_dim" / "digits_biggan.yaml")
 
@@ -69,17 +68,17 @@ def test_tables_and_plots_from_results(tmp_path):
 
 def test_dry_run_array_tasks_and_resume(tmp_path, capsys):
     common = ["-c", DIGITS, "--dims", "1", "8", "--ch", "2", "4", "--save-dir", str(tmp_path), "--name", "sw"]
-    assert sweep.main(common + ["--dry-run", "--", "--trainer.max_steps", "4"]) == 0
+    assert tools_main(["sweep-noise-dim", *common, "--dry-run", "--", "--trainer.max_steps", "4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 8  # fit + test for each of 2 x 2 points
     assert "--model.init_args.noise.dim 1 --model.init_args.ch 2" in lines[0] and lines[0].endswith("--trainer.max_steps 4")
     assert " test " in lines[1] and "ch2_n1/fit/checkpoints/last.ckpt" in lines[1]
     # One SLURM array task: the fourth point (ch 4, n 8).
-    assert sweep.main(common + ["--dry-run", "--array-index", "3"]) == 0
+    assert tools_main(["sweep-noise-dim", *common, "--dry-run", "--array-index", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and "noise.dim 8 --model.init_args.ch 4" in lines[0]
-    with pytest.raises(SystemExit, match="outside the grid"):
-        sweep.main(common + ["--dry-run", "--array-index", "4"])
+    assert tools_main(["sweep-noise-dim", *common, "--dry-run", "--array-index", "4"]) == 2
+    assert "outside the grid" in capsys.readouterr().err
     # A finished point is skipped; an interrupted one resumes from its last checkpoint.
     fit_dir, test_dir = sweep.run_folders(str(tmp_path), "sw", 2, 1)
     os.makedirs(fit_dir)
@@ -89,13 +88,13 @@ def test_dry_run_array_tasks_and_resume(tmp_path, capsys):
     last = Path(sweep.run_folders(str(tmp_path), "sw", 2, 8)[0]) / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True)
     last.write_bytes(b"")
-    sweep.main(common + ["--dry-run"])
+    tools_main(["sweep-noise-dim", *common, "--dry-run"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("# done:") and lines[1].startswith("# done:")
     assert lines[2].endswith(f"--ckpt_path {last}")
 
 
-def test_known_source_merge_writes_table_and_plot(tmp_path):
+def test_known_source_merge_writes_table_and_plot(tmp_path, capsys):
     p = [0.5, 0.3, 0.2]
     from evaluation.known_source import known_source_report
 
@@ -110,8 +109,8 @@ def test_known_source_merge_writes_table_and_plot(tmp_path):
     assert [float(r["eps_bits"]) for r in table] == [1.0, 2.0, 3.0]
     assert table[0]["D_kl"] == "inf" and all(r["above_curve_js"] == "True" for r in table)
     assert Path(paths["png"]).stat().st_size > 10_000
-    with pytest.raises(SystemExit):
-        ks_script.main(["--grid", "2y3"])
+    assert tools_main(["known-source", "--grid", "2y3"]) == 2
+    assert "2y3" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["cifar10_biggan", "digits_biggan", "known_source", "digits_demo"])
@@ -145,12 +144,14 @@ def test_sweep_of_two_tiny_runs_end_to_end(tmp_path):
     path = tmp_path / "digits_biggan.yaml"
     path.write_text(yaml.safe_dump(config))
     cmd = [
-        sys.executable, str(ROOT / "scripts" / "sweep_noise_dim.py"), "-c", str(path), "--dims", "1", "3", "--ch", "2",
+        sys.executable, "-m", "tools", "sweep-noise-dim", "-c", str(path), "--dims", "1", "3", "--ch", "2",
         "--save-dir", str(tmp_path / "runs"), "--name", "sw", "--bits-per-image", "3404.4",
         "--", "--trainer.max_steps=6", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
         "--trainer.enable_progress_bar=false",
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # `python -m tools` from another folder: the checkout first on the path, whatever the install.
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     folder = tmp_path / "runs" / "sw"

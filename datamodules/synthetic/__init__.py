@@ -3,9 +3,9 @@
 Nothing here is a format of our own: each writer produces the files the real dataset is
 distributed as (or that the standard tooling makes), filled with small synthetic images
 (:func:`synthetic_images`), so the DataModules are exercised on the exact code path real
-data takes.  To try a loader without the real data (``python -m datamodules.synthetic -h``)::
+data takes.  To try a loader without the real data (``python -m tools synthetic-data -h``)::
 
-    python -m datamodules.synthetic ffhq-zip data/toy/ffhq-64x64.zip --count 200 --size 64
+    python -m tools synthetic-data ffhq-zip data/toy/ffhq-64x64.zip --count 200 --size 64
     python train.py fit -c configs/data/... --data.init_args.root data/toy/ffhq-64x64.zip
 """
 

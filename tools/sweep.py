@@ -1,6 +1,6 @@
-"""Shared pieces of the multi-run scripts (``i2i_sweep.py``, ``sweep_noise_dim.py``, ``known_source.py``).
+"""Shared pieces of the sweeps: ``python -m tools sweep-noise-dim``, ``sweep-i2i`` and ``known-source``.
 
-Each script trains one model per grid point with ``train.py fit`` (a subprocess, so a
+Each sweep trains one model per grid point with ``train.py fit`` (a subprocess, so a
 crash or a SLURM preemption costs one point), optionally scores it with ``train.py test``,
 and merges the per-run results into one table and figure.  The conventions are shared:
 
@@ -12,7 +12,7 @@ and merges the per-run results into one table and figure.  The conventions are s
 * ``--dry-run`` prints the commands, ``--merge-only`` only merges, and
   ``--array-index I`` runs grid point I alone (a SLURM array task,
   ``--array-index $SLURM_ARRAY_TASK_ID``) without merging;
-* arguments after ``--`` go to every ``train.py`` call.
+* arguments after ``--`` go to every ``train.py`` call (``args.train_args``).
 """
 
 from __future__ import annotations
@@ -27,40 +27,42 @@ import subprocess
 import sys
 from typing import Any, Callable, Optional, Sequence
 
+from core.errors import UserError
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 __all__ = [
     "ROOT",
     "add_sweep_arguments",
-    "make_parser",
+    "check_config",
+    "command_parser",
     "run_grid",
     "sweep_name",
     "markdown_table",
     "run_fit",
     "run_test",
     "select_points",
-    "split_extra",
     "train_command",
     "write_rows",
 ]
 
 
-def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(the script's own arguments, those after ``--`` for every train.py call)."""
-    argv = list(argv)
-    if "--" in argv:
-        cut = argv.index("--")
-        return argv[:cut], argv[cut + 1 :]
-    return argv, []
-
-
-def make_parser(prog: str, doc: Optional[str], config_help: str, default_config: Optional[str] = None):
-    """An argument parser with the script's docstring, ``-c/--config`` and the shared options (below)."""
-    parser = argparse.ArgumentParser(
-        prog=f"python scripts/{prog}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+def command_parser(
+    subparsers, name: str, help: str, doc: Optional[str], config_help: str, default_config: Optional[str] = None
+) -> argparse.ArgumentParser:
+    """A sweep's sub-parser: its module docstring, ``-c/--config``, and arguments after ``--`` for train.py."""
+    parser = subparsers.add_parser(
+        name, help=help, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-c", "--config", required=default_config is None, default=default_config, help=config_help)
+    parser.set_defaults(takes_train_args=True)
     return parser
+
+
+def check_config(path: str) -> None:
+    """A UserError unless the sweep's config file exists."""
+    if not os.path.isfile(path):
+        raise UserError(f"-c/--config {path}: no such file")
 
 
 def sweep_name(args: argparse.Namespace, prefix: str) -> str:
@@ -105,7 +107,7 @@ def select_points(points: Sequence[Any], index: Optional[int]) -> list[Any]:
     if index is None:
         return list(points)
     if not 0 <= index < len(points):
-        raise SystemExit(f"error: --array-index {index} is outside the grid of {len(points)} points (0..{len(points) - 1})")
+        raise UserError(f"--array-index {index} is outside the grid of {len(points)} points (0..{len(points) - 1})")
     return [points[index]]
 
 

@@ -1,0 +1,370 @@
+"""``python -m tools ganz {compress,decompress,rd,cs}``: GANZ as a codec.
+
+    compress    images -> .ganz files (Eq. 1); prints bytes, bits per pixel, PSNR and SSIM per image
+    decompress  .ganz files -> PNG images (G(z*)); checks format, CRC and generator hash
+    rd          rate-distortion of GANZ vs wavelets and JPEG/WebP/JPEG-XL/AVIF at equal size
+                (train, test and out-of-domain images): CSV, markdown, PSNR-vs-bpp plot, grids
+    cs          compressive sensing from M Gaussian measurements (Sec. 4, Fig. 8)
+
+Every command takes ``--ckpt``, a checkpoint of :class:`~lightning_modules.ganz.GANZ`
+(``python train.py fit -c configs/ganz/<config>.yaml``).  Images come as files or from
+``--data`` (a folder, or a DataModule such as ``DigitsDataModule`` with ``--data-args``)
+and are centre-cropped and resized to the generator's shape.  Errors a user can act on
+(a corrupted, truncated or foreign ``.ganz`` file, a generator mismatch, a missing input)
+print ``error: ...`` and exit with status 2, writing nothing.
+
+(Formerly ``python -m lightning_modules.ganz``, which still works for one release.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from analysis.cli import format_table
+from analysis.data import add_data_arguments, iter_uint8_images, read_image
+from core.errors import UserError, check_checkpoint_file
+from lightning_modules.ganz import rate_distortion as rd
+from lightning_modules.ganz.codec import GanzCodec, GeneratorMismatchError, from_uint8, to_uint8
+from lightning_modules.ganz.format import GanzFormatError, dequantize, read_ganz, write_atomic
+from lightning_modules.ganz.inversion import InversionConfig
+from lightning_modules.ganz.latent import LatentMode
+from lightning_modules.ganz.rate_distortion import OOD_IMAGES, fit_to_shape, ood_images
+from lightning_modules.ganz.sensing import BORA_BEST_MSE, recover
+from lightning_modules.reconstruction import psnr, ssim
+
+__all__ = ["add_command"]
+
+
+# ---------------------------------------------------------------------------------------------- arguments
+def _inversion_arguments(parser: argparse.ArgumentParser, steps: int = 500) -> None:
+    group = parser.add_argument_group("latent optimisation (Eq. 1)")
+    group.add_argument("--steps", type=int, default=steps, help="optimiser steps per restart (default %(default)s)")
+    group.add_argument("--lr", type=float, default=0.05, help="learning rate (default %(default)s)")
+    group.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    group.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    group.add_argument("--restarts", type=int, default=1, help="initialisations per image; the best is kept")
+    group.add_argument("--init", choices=("zeros", "gaussian", "uniform"), default="gaussian")
+    group.add_argument("--init-scale", type=float, default=0.1, help="scale of the random initialisation")
+    group.add_argument("--init-seed", type=int, default=0, help="seed of the initialisations")
+    group.add_argument("--batch-size", type=int, default=64, help="images optimised together")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="GANZ checkpoint (runs/ganz/.../checkpoints/last.ckpt)")
+    parser.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
+    parser.add_argument("--raw-generator", action="store_true", help="use the trained G, not its EMA")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _data(parser: argparse.ArgumentParser) -> None:
+
+    add_data_arguments(parser, required=False)
+
+
+def _config(args: argparse.Namespace) -> InversionConfig:
+    try:
+        return InversionConfig(
+            steps=args.steps,
+            lr=args.lr,
+            optimizer=args.optimizer,
+            momentum=args.momentum,
+            restarts=args.restarts,
+            init=args.init,
+            init_scale=args.init_scale,
+            seed=args.init_seed,
+        )
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def _mode(text: str) -> LatentMode:
+    try:
+        return LatentMode.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _codec(args: argparse.Namespace):
+
+    check_checkpoint_file(args.ckpt, "--ckpt", howto="python train.py fit -c configs/ganz/<config>.yaml")
+    return GanzCodec.from_checkpoint(args.ckpt, ema=not args.raw_generator, device=args.device)
+
+
+def _inputs(args: argparse.Namespace, shape: tuple[int, int, int]) -> list[tuple[str, np.ndarray]]:
+    """(name, 8-bit image in the model's shape) from the positional files and/or --data."""
+
+    found = []
+    for path in getattr(args, "images", None) or []:
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: no such image file")
+        found.append((os.path.splitext(os.path.basename(path))[0], fit_to_shape(read_image(path), shape)))
+    if getattr(args, "data", None):
+        for name, image in iter_uint8_images(args.data, args.split, args.limit, args.data_args):
+            label = name.replace("[", "_").replace("]", "").replace("/", "_")
+            found.append((os.path.splitext(label)[0], fit_to_shape(image, shape)))
+    if not found:
+        raise UserError("no images: give image files, or --data FOLDER|DATAMODULE")
+    return found
+
+
+def _ood(shape: tuple[int, int, int], names: Sequence[str]):
+
+    try:
+        return ood_images(shape, names)
+    except ValueError as err:
+        raise UserError(f"--ood: {err}") from None
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_compress(args: argparse.Namespace) -> None:
+
+    codec = _codec(args)
+    items = _inputs(args, codec.image_shape)
+    config = _config(args)
+    os.makedirs(args.out_dir, exist_ok=True)
+    c, h, w = codec.image_shape
+    rows = []
+    start = time.time()
+    for first in range(0, len(items), args.batch_size):
+        chunk = items[first : first + args.batch_size]
+        originals = torch.stack([from_uint8(image) for _, image in chunk])
+        z, mse = codec.fit(originals, args.mode, args.seed, config, progress=not args.quiet)
+        for i, (name, _) in enumerate(chunk):
+            data, header, image = codec.encode(z[i], args.mode, args.dtype, args.seed)
+            path = os.path.join(args.out_dir, f"{name}.ganz")
+            write_atomic(path, data)
+            decoded = from_uint8(to_uint8(image))[None]  # the 8-bit image decompress writes
+            rows.append(
+                dict(
+                    file=path,
+                    bytes=len(data),
+                    bpp=8 * len(data) / (h * w),
+                    ratio_dof=c * h * w / header.d_c,
+                    psnr=float(psnr(decoded, originals[i : i + 1])[0]),
+                    ssim=float(ssim(decoded, originals[i : i + 1])[0]),
+                )
+            )
+    print(
+        f"GANZ compress: {len(rows)} image(s), {c}x{h}x{w}, mode {args.mode}, d_c = {header.d_c}, "
+        f"latent {args.dtype}, {config.steps} {config.optimizer} steps x {config.restarts} restart(s), "
+        f"{time.time() - start:.1f} s"
+    )
+    print(format_table(("file", "bytes", "bpp", "ratio_dof", "psnr", "ssim"), rows))
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("bytes", "bpp", "psnr", "ssim")}
+    print(
+        f"mean: {mean['bytes']:.1f} bytes, {mean['bpp']:.3f} bpp, PSNR {mean['psnr']:.2f} dB, "
+        f"SSIM {mean['ssim']:.4f}"
+    )
+
+
+def cmd_decompress(args: argparse.Namespace) -> None:
+
+    if args.output and len(args.files) != 1:
+        raise UserError("--output names one file: give one .ganz file, or use --out-dir")
+    codec = _codec(args)
+    rows = []
+    for path in args.files:
+        header, payload = read_ganz(path)
+        codec.check_header(header, path)
+        image = codec.reconstruct(header, dequantize(payload, header))
+        target = args.output or os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
+        if target.endswith(".npy"):
+            buffer = io.BytesIO()
+            np.save(buffer, image.numpy())
+            write_atomic(target, buffer.getvalue())
+        else:
+            write_atomic(target, _png_bytes(to_uint8(image)))
+        _, h, w = header.image_shape
+        size = os.path.getsize(path)
+        rows.append(
+            dict(
+                file=path,
+                output=target,
+                mode=header.mode,
+                d_c=header.d_c,
+                dtype=header.dtype,
+                bytes=size,
+                bpp=8 * size / (h * w),
+            )
+        )
+    print(format_table(("file", "output", "mode", "d_c", "dtype", "bytes", "bpp"), rows))
+
+
+def _image_sets(args: argparse.Namespace, shape) -> list:
+    """The ``--data`` splits and the ``--ood`` images, fitted to the generator's image shape."""
+
+    sets = []
+    if args.data:
+        for split in args.splits:
+            images = list(iter_uint8_images(args.data, split, args.limit, args.data_args))
+            sets.append(rd.ImageSet(split, [k for k, _ in images], [rd.fit_to_shape(im, shape) for _, im in images]))
+    if args.ood:
+        sets.append(_ood(shape, args.ood))
+    return sets
+
+
+def cmd_rd(args: argparse.Namespace) -> None:
+
+    codec = _codec(args)
+    sets = _image_sets(args, codec.image_shape)
+    if not sets:
+        raise UserError("no images: give --data (train/test splits) and/or --ood names")
+    rows, decoded = rd.run(
+        codec,
+        sets,
+        args.modes,
+        args.dtypes,
+        _config(args),
+        codecs=args.codecs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    paths = rd.write_outputs(rows, decoded, args.out_dir, args.grid_images)
+    print(rd.markdown_table(rows))
+    print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+
+
+def cmd_cs(args: argparse.Namespace) -> None:
+
+    codec = _codec(args)
+    shape = codec.image_shape
+    n = int(np.prod(shape))
+    sets = _image_sets(args, shape)
+    if args.from_generator:
+        g = torch.Generator().manual_seed(args.seed + 1)
+        z = torch.rand(args.from_generator, codec.generator.latent_dim, generator=g) * 2 - 1
+        with torch.no_grad():
+            fake = codec.generator(z.to(codec.device)).clamp(-1, 1).cpu()
+        sets.append(rd.ImageSet("generated", [f"G(z_{i})" for i in range(len(z))], [to_uint8(x) for x in fake]))
+    if not sets:
+        raise UserError("no images: give --data, --ood and/or --from-generator N")
+    net = codec.latent_generator(args.mode, args.seed)
+    rows, grid_rows = [], []
+    for m in args.measurements:
+        if m >= n:
+            raise UserError(f"--measurements {m}: not fewer than the N = {n} pixel values")
+        for image_set in sets:
+            x = torch.stack([from_uint8(im) for im in image_set.images])
+            result = recover(net, x, m, args.seed, _config(args), progress=not args.quiet)
+            rec8 = torch.stack([from_uint8(to_uint8(im)) for im in result.reconstruction])
+            rows.append(
+                dict(
+                    set=image_set.name,
+                    M=m,
+                    M_over_N=m / n,
+                    psnr=float(result.psnr.mean()),
+                    psnr_8bit=float(psnr(rec8, x).mean()),
+                    mse_unit=float(result.mse_unit.mean()),
+                    mse_pm1=float(result.mse_pm1.mean()),
+                    below_bora=int((result.mse_unit < BORA_BEST_MSE).sum()),
+                    images=len(x),
+                )
+            )
+            recovered = [to_uint8(r) for r in result.reconstruction]
+            grid_rows.append((f"{image_set.name} M={m}", image_set.images, recovered))
+    print(
+        f"Compressive sensing (GANZ Sec. 4): N = {n}, mode {args.mode} (d_c = {net.d_c}), Gaussian A ~ N(0, 1/M), "
+        f"seed {args.seed}"
+    )
+    columns = ("set", "M", "M_over_N", "psnr", "psnr_8bit", "mse_unit", "mse_pm1", "below_bora", "images")
+    print(format_table(columns, rows))
+    print(
+        f"Bora et al.'s best per-pixel MSE is >= {BORA_BEST_MSE} (GANZ Sec. 4; PSNR 16.02 dB on [0, 1]); below_bora "
+        "counts images with mse_unit under it.  mse_unit: images on [0, 1]; mse_pm1: on [-1, 1] (4x)."
+    )
+    if args.out_dir:
+        os.makedirs(args.out_dir, exist_ok=True)
+        for label, originals, recs in grid_rows:
+            count = min(args.grid_images, len(originals))
+            top = np.concatenate([_rgb(o) for o in originals[:count]], axis=1)
+            bottom = np.concatenate([_rgb(r) for r in recs[:count]], axis=1)
+            path = os.path.join(args.out_dir, f"cs_{label.replace(' ', '_').replace('=', '')}.png")
+            write_atomic(path, _png_bytes(np.concatenate([top, bottom], axis=0)))
+            print(f"grid: {path}  (top: originals, bottom: recovered)")
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def add_command(subparsers, name: str, help: str) -> None:
+    """``python -m tools ganz`` and its four commands."""
+    parser = subparsers.add_parser(
+        name, help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.set_defaults(run=_run)
+    sub = parser.add_subparsers(dest="ganz_command", metavar="<command>", required=True)
+
+    p = sub.add_parser("compress", help="images -> .ganz files (Eq. 1)")
+    _common(p)
+    p.add_argument("images", nargs="*", help="image files (PNG, JPEG, ...)")
+    _data(p)
+    p.add_argument("-o", "--out-dir", default=".", help="where the .ganz files go (default: here)")
+    p.add_argument("--mode", type=_mode, default=LatentMode("keep_linear"), help="keep_linear | no_linear | "
+                   "square_linear | random_linear(R) (default keep_linear)")
+    p.add_argument("--dtype", choices=("float32", "float16", "uint8"), default="float32", help="latent storage")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random linear layer (stored in the file)")
+    _inversion_arguments(p)
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("decompress", help=".ganz files -> PNG images")
+    _common(p)
+    p.add_argument("files", nargs="+", help=".ganz files")
+    p.add_argument("-o", "--out-dir", default=".", help="where the PNGs go (default: here)")
+    p.add_argument("--output", help="output file for a single input (.png, or .npy for the float image)")
+    p.set_defaults(func=cmd_decompress)
+
+    p = sub.add_parser("rd", help="rate-distortion: GANZ vs wavelets and standard codecs")
+    _common(p)
+    _data(p)
+    p.add_argument("--splits", nargs="+", default=["train", "test"], choices=("train", "val", "test"))
+    p.add_argument("--ood", nargs="*", default=list(OOD_IMAGES),
+                   help="skimage.data images as the out-of-domain set (give none to leave it out)")
+    p.add_argument("--modes", type=_mode, nargs="+", default=[LatentMode("keep_linear")])
+    p.add_argument("--dtypes", nargs="+", default=["float32", "uint8"], choices=("float32", "float16", "uint8"))
+    p.add_argument("--codecs", nargs="*", default=None, help="jpeg webp jpegxl avif (default: all available)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random linear layers")
+    p.add_argument("--out-dir", required=True, help="where rd.csv, rd.md and the figures go")
+    p.add_argument("--grid-images", type=int, default=6, help="images per row of the grids")
+    _inversion_arguments(p)
+    p.set_defaults(func=cmd_rd)
+
+    p = sub.add_parser("cs", help="compressive sensing from Gaussian measurements (Sec. 4)")
+    _common(p)
+    _data(p)
+    p.add_argument("--splits", nargs="+", default=["test"], choices=("train", "val", "test"))
+    p.add_argument("--ood", nargs="*", default=[], help="skimage.data images as out-of-domain set")
+    p.add_argument("--from-generator", type=int, default=0, metavar="K", help="also K images G(z), z ~ U[-1, 1]")
+    p.add_argument("--measurements", type=int, nargs="+", default=[4000, 10000], help="M, rows of A")
+    p.add_argument("--mode", type=_mode, default=LatentMode("no_linear"), help="latent mode (the paper: ratio 6)")
+    p.add_argument("--seed", type=int, default=0, help="seed of A and of the random linear layer")
+    p.add_argument("--out-dir", default=None, help="write grids of originals and recoveries here")
+    p.add_argument("--grid-images", type=int, default=6)
+    _inversion_arguments(p, steps=1000)
+    p.set_defaults(func=cmd_cs)
+
+
+def _run(args: argparse.Namespace) -> int:
+
+    try:
+        args.func(args)
+    except (GanzFormatError, GeneratorMismatchError) as err:  # a bad .ganz file or the wrong --ckpt
+        raise UserError(str(err)) from err
+    return 0
