@@ -5,7 +5,7 @@ Sec. 4.4, Eq. 11; see that module for how q is measured and how empty cells are
 handled) and logs, under ``known_source/``: ``eps_bits`` (H(Z)), ``H_q_bits``, and per
 divergence ``D_<name>`` and ``d_eps_<name>``.  At the end of fit and at test it also
 writes the whole report as ``known_source.json`` in the run folder, which
-``scripts/known_source.py`` merges into its table and figure.
+``python -m tools known-source`` merges into its table and figure.
 
 Needs :class:`datamodules.KnownSourceDataModule` (its ``prototypes`` and ``probabilities``).
 """

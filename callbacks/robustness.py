@@ -12,7 +12,7 @@ Outputs, in ``<run>/robustness/`` (``<run>/robustness/epoch_N/`` during fit):
 ``robustness_psnr.png`` and ``robustness_ssim.png``; in TensorBoard the figures
 (``robustness/psnr``), the Markdown table (``robustness/table``) and scalars
 ``robustness/<noise>/psnr_average`` and ``psnr_worst`` (also logged through the module, so
-they show in ``train.py test``'s result table).  ``scripts/i2i_sweep.py`` merges the
+they show in ``train.py test``'s result table).  ``python -m tools sweep-i2i`` merges the
 tables of runs trained with different sigma_t^2 into the poster's figure.
 
 The corruptions of each (type, sigma_e^2) cell depend only on ``seed``, so runs with

@@ -10,8 +10,8 @@
   rdd_c = D(X_gen,c) / D(X_real,c) per class c (Table VI; 1 = as diverse as the data).
 * :func:`pca_2d` -- the 2-D PCA embedding of noise vectors of Fig. 11.
 * :func:`convergence_figure`, :func:`pca_figure` -- matplotlib figures of Fig. 6 and Fig. 11.
-* ``python -m evaluation.de_gan_metrics NAME=RUN ...`` -- the README's table (accuracy after
-  given epochs, mean rdd) from runs' ``de_gan/metrics.csv``, and Fig. 6 with all runs (``--plot``).
+* :func:`read_metrics_csv` -- a run's ``de_gan/metrics.csv``; ``python -m tools de-gan-metrics``
+  turns several into the accuracy table and Fig. 6.
 
 Images are compared as flat vectors on whatever scale they come in (the callers use
 [-1, 1]); rdd is a ratio, so the scale cancels as long as both sets share it.
@@ -193,38 +193,7 @@ def read_metrics_csv(run: str) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """``python -m evaluation.de_gan_metrics NAME=RUN ... [--epochs 1 2 5] [--plot fig6.png]``.
+if __name__ == "__main__":  # deprecated alias of `python -m tools de-gan-metrics` (removed in the next release)
+    from core.errors import run_alias
 
-    Prints a markdown table of the classifier accuracy of samples after the given epochs
-    and the mean rdd after the last of them, one row per run, and optionally draws Fig. 6
-    with every run's curve.
-    """
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m evaluation.de_gan_metrics", description=main.__doc__)
-    parser.add_argument("runs", nargs="+", help="NAME=RUN_DIR (a runs/de_gan/.../version_N folder)")
-    parser.add_argument("--epochs", nargs="+", type=int, default=[1, 2, 5])
-    parser.add_argument("--plot", help="write Fig. 6 (all runs' accuracy curves) to this PNG")
-    args = parser.parse_args(argv)
-    curves = {}
-    header = [f"acc. epoch {e}" for e in args.epochs] + [f"mean rdd epoch {args.epochs[-1]}"]
-    print("| run | " + " | ".join(header) + " |")
-    print("|---|" + "---|" * len(header))
-    for spec in args.runs:
-        name, _, run = spec.partition("=")
-        if not run:
-            name, run = spec, spec
-        rows = {int(r["epoch"]): r for r in read_metrics_csv(run)}
-        curves[name] = [(e, r["de_gan/accuracy"]) for e, r in sorted(rows.items())]
-        cells = [f"{rows[e]['de_gan/accuracy']:.3f}" if e in rows else "-" for e in args.epochs]
-        last = rows.get(args.epochs[-1], {})
-        cells.append(f"{last['de_gan/rdd_mean']:.2f}" if "de_gan/rdd_mean" in last else "-")
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    if args.plot:
-        convergence_figure(curves).savefig(args.plot, dpi=120)
-        print(f"wrote {args.plot}")
-
-
-if __name__ == "__main__":
-    main()
+    run_alias("python -m evaluation.de_gan_metrics", "tools", "de-gan-metrics")

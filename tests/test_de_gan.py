@@ -285,14 +285,14 @@ def test_pca_2d_finds_the_dominant_directions():
 
 
 def test_table_command_reads_the_runs_metrics(tmp_path, capsys):
-    from evaluation.de_gan_metrics import main as table
+    from tools.__main__ import main as tools_main
 
     for name, accs in (("a", [0.5, 0.75, 0.9]), ("b", [0.125, 0.25, 0.5])):
         folder = tmp_path / name / "de_gan"
         folder.mkdir(parents=True)
         rows = [f"{e},{10 * e},{acc},{e / 4}" for e, acc in zip((1, 2, 5), accs)]
         (folder / "metrics.csv").write_text("epoch,global_step,de_gan/accuracy,de_gan/rdd_mean\n" + "\n".join(rows))
-    table([f"A={tmp_path / 'a'}", f"B={tmp_path / 'b'}", "--plot", str(tmp_path / "fig6.png")])
+    assert tools_main(["de-gan-metrics", f"A={tmp_path / 'a'}", f"B={tmp_path / 'b'}", "--plot", str(tmp_path / "fig6.png")]) == 0
     out = capsys.readouterr().out
     assert "| A | 0.500 | 0.750 | 0.900 | 1.25 |" in out and "| B | 0.125 | 0.250 | 0.500 | 1.25 |" in out
     assert (tmp_path / "fig6.png").is_file()
