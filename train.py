@@ -282,7 +282,7 @@ def main(args: Optional[list[str]] = None) -> LightningCLI:
         datamodule_class=None,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        trainer_defaults={**TRAINER_DEFAULTS, "callbacks": [_LoopsStarted()]},
+        trainer_defaults={**TRAINER_DEFAULTS, "callbacks": [*TRAINER_DEFAULTS.get("callbacks", []), _LoopsStarted()]},
         auto_configure_optimizers=False,
         # Resuming into the same run folder (--trainer.logger.init_args.version N) rewrites config.yaml.
         save_config_kwargs={"overwrite": True},
