@@ -1,7 +1,7 @@
 """Lossless rate of an image dataset under practical codecs (seed "noise dimension", Sec. 4.3, Table 2).
 
 Theorem 4.2 of the seed paper bounds the noise dimension a perfect GAN needs by
-E[L(X)], the minimal expected length in bits of a lossless code of the data (Eq. 9-10).
+E[L(X)], the minimal expected length in bits of a lossless code of the data (Noise-dim Eq. 9-10).
 The minimal code is unknown, so the paper approximates E[L(X)] by the rate of practical
 lossless codecs: Table 2 lists the average bytes per image of CIFAR10 and LSUN-Church
 under PNG, WebP and JPEG-XL.  This module measures the same quantity for any stream of

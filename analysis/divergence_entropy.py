@@ -1,13 +1,13 @@
-"""The divergence-entropy function d(eps) of the seed "noise dimension" paper (Sec. 4.4, Eq. 11).
+"""The divergence-entropy function d(eps) of the seed "noise dimension" paper (Noise-dim Sec. 4.4, Eq. 11).
 
 A generator whose noise carries at most eps bits cannot output a distribution q with more
 than eps bits of entropy, so the best divergence it can reach from the data distribution p
-over a finite alphabet is (Eq. 11)::
+over a finite alphabet is (Noise-dim Eq. 11)::
 
     d(eps) = min_q  D(p, q)   s.t.   H(q) <= eps,   q >= 0,   sum(q) = 1.
 
 D is convex in q and H concave, so the feasible set {H(q) <= eps} is not convex. The paper
-solves Eq. 11 as a disciplined convex-concave program (DCCP): variable q over the alphabet,
+solves Noise-dim Eq. 11 as a disciplined convex-concave program (DCCP): variable q over the alphabet,
 the simplex constraints, the concave entropy on the small side of ``<=``.
 :func:`solve_dccp` builds exactly that problem in cvxpy and hands it to ``dccp``
 (a local heuristic that linearises the entropy around the current iterate).
@@ -221,7 +221,7 @@ def d_at_zero(p: np.ndarray, divergence: str) -> float:
 
 
 class ExactSolver:
-    """The exact solver of Eq. 11 for one source p and divergence, for any number of budgets.
+    """The exact solver of Noise-dim Eq. 11 for one source p and divergence, for any number of budgets.
 
     For kl and js the curve of Lagrange points is scanned once, on the first budget that
     needs it (that solve's ``seconds`` include the scan), and shared by later budgets.
@@ -278,7 +278,7 @@ class ExactSolver:
 
 
 def solve_exact(p, eps: float, divergence: str = "kl") -> Solution:
-    """d(eps) of Eq. 11 for one budget (bits), from the Lagrange conditions (module docstring)."""
+    """d(eps) of Noise-dim Eq. 11 for one budget (bits), from the Lagrange conditions (module docstring)."""
     return ExactSolver(p, divergence).solve(eps)
 
 
@@ -726,7 +726,7 @@ def solve_dccp(
     max_slack: float = 1e-6,
     retry: bool = True,
 ) -> Solution:
-    """d(eps) of Eq. 11 as the paper's DCCP program, solved by ``dccp`` (cvxpy + Clarabel).
+    """d(eps) of Noise-dim Eq. 11 as the paper's DCCP program, solved by ``dccp`` (cvxpy + Clarabel).
 
     Variable q over the support of p, started at a random q ~ Dirichlet(1, ..., 1) drawn
     with ``seed`` (a symmetric start such as the uniform q never breaks ties in p, and
@@ -816,7 +816,7 @@ def solve_dccp(
 
 
 def kkt_residual(p, q, divergence: str = "kl") -> tuple[float, float]:
-    """(largest stationarity residual, multiplier nu) of q for Eq. 11 on the support of q.
+    """(largest stationarity residual, multiplier nu) of q for Noise-dim Eq. 11 on the support of q.
 
     The Lagrange condition with the active constraint H(q) = eps is
     grad D(q) - nu (log q_i + 1) + lam = 0 for every i with q_i > 0 (nats), nu >= 0. The

@@ -1,10 +1,10 @@
-"""The paper's Monte Carlo estimate of a float format's entropy (Eq. 6) and its Table 1 values.
+"""The paper's Monte Carlo estimate of a float format's entropy (Noise-dim Eq. 6) and its Table 1 values.
 
 Seed paper "Noise dimension of GAN: an image compression perspective", Sec. 4.1-4.2.  The
 paper estimates H(format), the entropy of a continuous noise distribution rounded to a
-floating-point format, by Monte Carlo over K = 1e7 samples (Eq. 6)::
+floating-point format, by Monte Carlo over K = 1e7 samples (Noise-dim Eq. 6)::
 
-    H ~ (1/K) sum_k -log2 p(z_k),   p(z_i) = F((z_i + z_{i+1}) / 2) - F((z_{i-1} + z_i) / 2)   (Eq. 5)
+    H ~ (1/K) sum_k -log2 p(z_k),   p(z_i) = F((z_i + z_{i+1}) / 2) - F((z_{i-1} + z_i) / 2)   (Noise-dim Eq. 5)
 
 The exact value comes from :mod:`core.float_entropy` (the noise spec, ``core.noise.NoiseSpec``,
 reports it); this module keeps the analysis side: the estimator, run on samples of the
@@ -56,7 +56,7 @@ def _neighbours(values: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.nd
 def information_bits(
     samples: torch.Tensor | np.ndarray, fmt: str | FloatFormat, distribution: str = "gaussian"
 ) -> np.ndarray:
-    """-log2 p(z) for each sample z already rounded to ``fmt`` (the terms of Eq. 6)."""
+    """-log2 p(z) for each sample z already rounded to ``fmt`` (the terms of Noise-dim Eq. 6)."""
     fmt = resolve_format(fmt)
     if isinstance(samples, torch.Tensor):
         samples = samples.detach().to("cpu", torch.float64).numpy()
@@ -72,7 +72,7 @@ def information_bits(
 def monte_carlo_entropy_bits(
     samples: torch.Tensor | np.ndarray, fmt: str | FloatFormat, distribution: str = "gaussian"
 ) -> tuple[float, float]:
-    """Eq. 6: H ~ (1/K) sum_k -log2 p(z_k) over samples z_k already rounded to ``fmt``.
+    """Noise-dim Eq. 6: H ~ (1/K) sum_k -log2 p(z_k) over samples z_k already rounded to ``fmt``.
 
     Returns the estimate and its standard error.  ``samples`` come from the sampler under
     study (e.g. ``NoiseSpec.sample``), so this also checks that the sampler draws the

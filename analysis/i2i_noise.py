@@ -9,7 +9,7 @@ E ~ N(0, Sigma_e).  Both inputs are Gaussian::
     P_hat = N(mu_s, Sigma_s + Sigma_e)          (inference input)
 
 and rho(sigma_t^2, Sigma_e) is the KL divergence between them.  Reading choices (the
-poster does not print its Eq. 6-7):
+I2I poster does not print its Eq. 6-7):
 
 * **Direction.**  Theorem 3 writes theta = D_KL(P_hat_{X+E} || P_bar_{X+sigma_t N}),
   inference distribution first; we read rho the same way (``direction="inference"``).

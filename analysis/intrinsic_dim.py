@@ -3,14 +3,14 @@
 For N points x_i on a manifold, with T_j(x) the distance from x to its j-th nearest
 neighbour (the point itself excluded), DE-GAN Definition 2 reads::
 
-    m_k(x_i) = [ 1/(k-1) * sum_{j=1}^{k-1} log( T_k(x_i) / T_j(x_i) ) ]^{-1}      (Eq. 15)
-    M_k      = 1/N * sum_i m_k(x_i)                                               (Eq. 16)
-    M        = lim_{k -> inf} M_k                                                 (Eq. 17)
+    m_k(x_i) = [ 1/(k-1) * sum_{j=1}^{k-1} log( T_k(x_i) / T_j(x_i) ) ]^{-1}      (DE-GAN Eq. 15)
+    M_k      = 1/N * sum_i m_k(x_i)                                               (DE-GAN Eq. 16)
+    M        = lim_{k -> inf} M_k                                                 (DE-GAN Eq. 17)
 
-and Fig. 4 plots M_k against k.  Eq. 16 is the arithmetic mean of the per-point
+and Fig. 4 plots M_k against k.  DE-GAN Eq. 16 is the arithmetic mean of the per-point
 estimates; that is the default here (``average="mean"``).  Because
 sum_{j<k} log(T_k/T_j) is Gamma(k-1, rate m) distributed for a locally uniform density,
-E[m_k(x)] = m (k-1)/(k-2): Eq. 16 is biased upwards by the factor (k-1)/(k-2) (12.5 % at
+E[m_k(x)] = m (k-1)/(k-2): DE-GAN Eq. 16 is biased upwards by the factor (k-1)/(k-2) (12.5 % at
 k = 10).  MacKay & Ghahramani (2005) average the inverses instead,
 M_k = [1/N sum_i 1/m_k(x_i)]^{-1}, which is unbiased in that model; ``average="inverse"``.
 
@@ -207,7 +207,7 @@ def _exact_sq_distances(data64: torch.Tensor, rows: torch.Tensor, candidates: to
 
 
 def mle_per_point(distances: np.ndarray, ks: Iterable[int]) -> np.ndarray:
-    """Eq. 15: m_k(x_i) for every point (rows) and every k in ``ks`` (columns).
+    """DE-GAN Eq. 15: m_k(x_i) for every point (rows) and every k in ``ks`` (columns).
 
     ``distances`` is [N, K] with T_1 <= ... <= T_K > 0 in each row; each k needs 2 <= k <= K.
     m_k = 1 / (log T_k - mean_{j<k} log T_j), computed from cumulative sums of log T_j.
@@ -228,7 +228,7 @@ def mle_per_point(distances: np.ndarray, ks: Iterable[int]) -> np.ndarray:
 
 
 def average_estimates(m: np.ndarray, average: str = "mean") -> np.ndarray:
-    """Eq. 16 (``mean``) or MacKay-Ghahramani (``inverse``) over the rows of ``m`` [N, len(ks)]."""
+    """DE-GAN Eq. 16 (``mean``) or MacKay-Ghahramani (``inverse``) over the rows of ``m`` [N, len(ks)]."""
     if average == "mean":
         return m.mean(axis=0)
     if average == "inverse":
@@ -242,7 +242,7 @@ class LevinaBickelResult:
 
     Attributes:
         ks: the k values.
-        mean: Eq. 16, the arithmetic mean of m_k (DE-GAN's definition).
+        mean: DE-GAN Eq. 16, the arithmetic mean of m_k (the paper's definition).
         inverse: MacKay-Ghahramani, [mean of 1/m_k]^{-1}.
         per_point_sd: standard deviation of m_k(x_i) over the points.
         n_points: points used (after removing duplicates).
@@ -276,9 +276,9 @@ def levina_bickel(
     precision: str = "float32",
     progress: Optional[Progress] = None,
 ) -> LevinaBickelResult:
-    """M_k (Eq. 15-16, both averages) for k = k_min..k_max of the rows of ``x`` [N, D].
+    """M_k (DE-GAN Eq. 15-16, both averages) for k = k_min..k_max of the rows of ``x`` [N, D].
 
-    Duplicate rows are removed first (their zero distances would make Eq. 15 0 or
+    Duplicate rows are removed first (their zero distances would make DE-GAN Eq. 15 0 or
     undefined); at least k_max + 1 distinct rows are needed.
     """
     points = np.asarray(x.numpy() if isinstance(x, torch.Tensor) else x)

@@ -1,16 +1,16 @@
 """Noise dimension a perfect GAN needs (seed "noise dimension", Sec. 4.3, Theorem 4.2, Table 3).
 
 A generator g maps noise Z of n float values to images.  With each value stored in a
-float format, H(Z) = n H(format) (Eq. 7), and a deterministic g cannot add entropy:
-H(Z) >= H(g(Z)) (Lemma 4.1, Eq. 8).  A perfect GAN reproduces the data distribution, so
+float format, H(Z) = n H(format) (Noise-dim Eq. 7), and a deterministic g cannot add entropy:
+H(Z) >= H(g(Z)) (Noise-dim Lemma 4.1, Eq. 8).  A perfect GAN reproduces the data distribution, so
 H(g(Z)) = H(X), and Kraft's inequality gives H(X) >= E[L(X)] - 1 for the minimal
 expected code length E[L(X)] in bits.  Theorem 4.2:
 
-    Eq. 9:   n >= H(X) / H(format) >= (E[L(X)] - 1) / H(format)
+    Noise-dim Eq. 9:   n >= H(X) / H(format) >= (E[L(X)] - 1) / H(format)
 
 and, when g is bijective (H(Z) = H(X)), Yao's random-number-generation bound gives
 
-    Eq. 10:  n <= (H(X) + 2) / H(format) <= (E[L(X)] + 2) / H(format).
+    Noise-dim Eq. 10:  n <= (H(X) + 2) / H(format) <= (E[L(X)] + 2) / H(format).
 
 The paper replaces E[L(X)] by the rate of a practical lossless codec (Table 2, bytes per
 image times 8; :mod:`analysis.codec_rate` measures it) and H(format) by its Table 1, and
@@ -18,7 +18,7 @@ publishes the resulting n in Table 3.  A practical codec's rate is at least the 
 E[L(X)], so the numbers are estimates of the bounds, not guaranteed bounds.
 
 This module gives the two bounds as real numbers and as integers (n is a count of
-noise values: the smallest n of Eq. 9 is ``ceil``, the largest of Eq. 10 is ``floor``),
+noise values: the smallest n of Noise-dim Eq. 9 is ``ceil``, the largest of Eq. 10 is ``floor``),
 with H(format) either exact (:func:`core.float_entropy.entropy_bits`) or the
 paper's Table 1, and checks which formula and rounding reproduce Table 3
 (:func:`table3_candidates`, :func:`ceil_consistent_entropy`).
@@ -60,12 +60,12 @@ ENTROPY_SOURCES = ("exact", "paper")
 
 
 def lower_bound(bits_per_image: float, entropy: float) -> float:
-    """Eq. 9: (E[L(X)] - 1) / H(format), the least noise dimension of a perfect GAN."""
+    """Noise-dim Eq. 9: (E[L(X)] - 1) / H(format), the least noise dimension of a perfect GAN."""
     return (bits_per_image - 1.0) / entropy
 
 
 def upper_bound(bits_per_image: float, entropy: float) -> float:
-    """Eq. 10: (E[L(X)] + 2) / H(format), the most noise dimension of a perfect bijective GAN."""
+    """Noise-dim Eq. 10: (E[L(X)] + 2) / H(format), the most noise dimension of a perfect bijective GAN."""
     return (bits_per_image + 2.0) / entropy
 
 
@@ -76,8 +76,8 @@ class NoiseDimBound:
     Attributes:
         bits_per_image: E[L(X)] in bits (a codec's mean rate).
         entropy: H(format) in bits per noise value.
-        lower: Eq. 9, real.
-        upper: Eq. 10, real.
+        lower: Noise-dim Eq. 9, real.
+        upper: Noise-dim Eq. 10, real.
     """
 
     bits_per_image: float
@@ -87,12 +87,12 @@ class NoiseDimBound:
 
     @property
     def n_min(self) -> int:
-        """The smallest integer n with n >= Eq. 9 (``ceil``): Table 3's quantity."""
+        """The smallest integer n with n >= Noise-dim Eq. 9 (``ceil``): Table 3's quantity."""
         return math.ceil(self.lower)
 
     @property
     def n_max_bijective(self) -> int:
-        """The largest integer n with n <= Eq. 10 (``floor``).
+        """The largest integer n with n <= Noise-dim Eq. 10 (``floor``).
 
         The interval [lower, upper] is 3 / H(format) wide, under one value for every
         format of at least 4 bits of entropy, so ``n_max_bijective < n_min`` is common:
@@ -102,7 +102,7 @@ class NoiseDimBound:
 
 
 def noise_dim_bound(bits_per_image: float, entropy: float) -> NoiseDimBound:
-    """Eq. 9 and Eq. 10 for a rate of ``bits_per_image`` and noise of ``entropy`` bits per value.
+    """Noise-dim Eq. 9 and Eq. 10 for a rate of ``bits_per_image`` and noise of ``entropy`` bits per value.
 
     Raises:
         ValueError: a rate or an entropy that is not a positive finite number.

@@ -1,4 +1,4 @@
-"""Time the paper's DCCP solver of d(eps) (Eq. 11) against the exact solver, per eps point.
+"""Time the paper's DCCP solver of d(eps) (Noise-dim Eq. 11) against the exact solver, per eps point.
 
     python benchmarks/divergence_entropy.py [--sizes 7 64 256 1024] [--points 8] [--divergence kl]
 

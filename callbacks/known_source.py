@@ -1,7 +1,7 @@
 """The divergence-entropy check on a known source: the generator's q over the prototypes against d(eps).
 
 Runs :func:`evaluation.known_source.known_source_report` on the EMA generator (seed paper
-Sec. 4.4, Eq. 11; see that module for how q is measured and how empty cells are
+Noise-dim Sec. 4.4, Eq. 11; see that module for how q is measured and how empty cells are
 handled) and logs, under ``known_source/``: ``eps_bits`` (H(Z)), ``H_q_bits``, and per
 divergence ``D_<name>`` and ``d_eps_<name>``.  At the end of fit and at test it also
 writes the whole report as ``known_source.json`` in the run folder, which

@@ -4,12 +4,12 @@ Seed paper "Noise dimension of GAN: an image compression perspective", Sec. 4.1-
 A sample of a continuous noise distribution is stored as the nearest representable
 value of a format (IEEE round-to-nearest), so it is a *discrete* random variable.
 Each representable value z_i carries the probability mass between the midpoints to
-its neighbours (Eq. 5)::
+its neighbours (Noise-dim Eq. 5)::
 
     p(z_i) = F((z_i + z_{i+1}) / 2) - F((z_{i-1} + z_i) / 2)
 
 and H(format) = -sum_i p(z_i) log2 p(z_i).  The paper estimates H by Monte Carlo
-(Eq. 6, K = 1e7 samples); this module computes it exactly:
+(Noise-dim Eq. 6, K = 1e7 samples); this module computes it exactly:
 
 * formats of at most 16 bits (float16, bfloat16, float8 e4m3fn / e5m2) by enumerating
   every bit pattern (``_entropy_by_enumeration``);
@@ -29,7 +29,7 @@ and H(format) = -sum_i p(z_i) log2 p(z_i).  The paper estimates H by Monte Carlo
 Two distributions are supported, both by the same definition: the standard Gaussian
 N(0, 1) and the uniform distribution on [-1, 1).  The sampler that draws this noise
 lives in ``core.noise.NoiseSpec``; it reports these entropies.  The paper's Monte Carlo
-estimator (Eq. 6) and its Table 1 values, for comparison with the exact numbers, are in
+estimator (Noise-dim Eq. 6) and its Table 1 values, for comparison with the exact numbers, are in
 ``analysis.float_entropy``.
 """
 

@@ -2,7 +2,7 @@
 
 Seed paper "Noise dimension of GAN", Sec. 4: a GAN is a discrete sampler whose noise
 z = (z_1, ..., z_n) is n i.i.d. values stored in a floating-point format, so its
-entropy is H(Z^n) = n H(format) (Eq. 7), and by Lemma 4.1 the generator's output has
+entropy is H(Z^n) = n H(format) (Noise-dim Eq. 7), and by Lemma 4.1 the generator's output has
 at most that many bits.  ``NoiseSpec`` samples that noise and reports its entropy.
 
 Distributions:
@@ -20,7 +20,7 @@ it.  A pseudo-random generator can only hit the values its own random bits reach
 torch's float32 uniform has 24 random bits), so the noise actually drawn can carry a
 little less entropy than reported for float32/float64; for float16 and narrower formats
 the float32 draw resolves every cell.  ``analysis.float_entropy.monte_carlo_entropy_bits``
-checks a sampler against the exact value (Eq. 6).
+checks a sampler against the exact value (Noise-dim Eq. 6).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class NoiseSpec:
         return entropy_bits(self.format, self.distribution)
 
     def entropy_bits(self) -> float:
-        """H(Z^n) = n H(format) bits per sample (Eq. 7): an upper bound on H(G(Z))."""
+        """H(Z^n) = n H(format) bits per sample (Noise-dim Eq. 7): an upper bound on H(G(Z))."""
         return self.dim * self.entropy_bits_per_dim()
 
     def entropy_bits_per_dim_in(self, fmt: str) -> float:

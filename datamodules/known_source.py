@@ -1,13 +1,13 @@
 """A source of known entropy: images drawn from K fixed prototypes with a known distribution p.
 
-The divergence-entropy trade-off of the seed paper "Noise dimension of GAN" (Sec. 4.4,
-Eq. 11) can be computed only where the source distribution p is known.  Real image
-datasets do not give it; this DataModule does.  Every image is one of K fixed prototypes
--- scikit-learn's handwritten digits, picked deterministically: prototype k is the
-(k // 10)-th image of digit k mod 10 in scikit-learn's order (so K <= 10 gives the first
-0, 1, 2, ...) -- and prototype k has probability p_k.  So X is a discrete source with
-exactly H(X) = H(p) bits, and a generator's output distribution q over the prototypes
-(:mod:`evaluation.known_source`) can be set against d(eps).
+The divergence-entropy trade-off of the seed paper "Noise dimension of GAN"
+(Noise-dim Sec. 4.4, Eq. 11) can be computed only where the source distribution p is
+known.  Real image datasets do not give it; this DataModule does.  Every image is one of
+K fixed prototypes -- scikit-learn's handwritten digits, picked deterministically:
+prototype k is the (k // 10)-th image of digit k mod 10 in scikit-learn's order (so
+K <= 10 gives the first 0, 1, 2, ...) -- and prototype k has probability p_k.  So X is a
+discrete source with exactly H(X) = H(p) bits, and a generator's output distribution q
+over the prototypes (:mod:`evaluation.known_source`) can be set against d(eps).
 
 p is either given (``probs``) or a law over k = 0..K-1 (``law``, ``law_param``):
 

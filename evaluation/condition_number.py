@@ -3,7 +3,7 @@ r"""Empirical condition numbers of a generator: MC and TTMC (RNI paper, Eq. 19 a
 Seed paper "On noise injection in GANs" (Feng et al. 2021), Sec. 5, "Numerical stability".
 The condition number of f at x (Horn & Johnson 2013),
 
-    C(f) = limsup_{|dx| -> 0} ( |f(x) - f(x + dx)| / |f(x)| ) / ( |dx| / |x| )          (Eq. 19)
+    C(f) = limsup_{|dx| -> 0} ( |f(x) - f(x + dx)| / |f(x)| ) / ( |dx| / |x| )          (RNI Eq. 19)
 
 is estimated from pairs (x, dx): x from the generator's input distribution (z, or w+ =
 the mapping network's output for StyleGAN2), dx ~ N(0, s^2 I) with a small s, and
@@ -76,7 +76,7 @@ def condition_numbers(
     replay_rng: bool = False,
     device: Optional[torch.device] = None,
 ) -> Tensor:
-    """C of Eq. 19 for ``num_samples`` pairs (x, dx); float64 [num_samples] on the CPU.
+    """C of RNI Eq. 19 for ``num_samples`` pairs (x, dx); float64 [num_samples] on the CPU.
 
     Args:
         f: the map, inputs [B, ...] -> outputs [B, ...] (e.g. the generator in a fixed noise mode).

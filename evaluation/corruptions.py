@@ -3,7 +3,7 @@ r"""Inference-noise corruptions of known power, for the robustness curves of Noi
 Seed poster "On the analysis of GAN-based image-to-image translation using Gaussian noise
 injection": the translator is trained on X + sigma_t N and tested on X_hat = X + E.
 Theorem 2 takes E Gaussian; Theorem 3 says that for small sigma_e^2 *any* i.i.d. noise of
-the same covariance behaves like the Gaussian to first order (Eq. 9).  So each corruption
+the same covariance behaves like the Gaussian to first order (I2I Eq. 9).  So each corruption
 here is parameterised by the same number, the **noise power**
 
     sigma_e^2 = E[(x_hat - x)^2]   per pixel, images in [-1, 1],

@@ -1,4 +1,4 @@
-"""A generator's distribution over the prototypes of a known source, against d(eps) (seed paper Eq. 11).
+"""A generator's distribution over the prototypes of a known source, against d(eps) (Noise-dim Eq. 11).
 
 On :class:`datamodules.KnownSourceDataModule` the data X takes K values (prototype
 images) with known probabilities p.  A generator's output is mapped to its nearest
@@ -8,7 +8,7 @@ prototype in L2, which turns it into a categorical q over the same K values; the
   :mod:`analysis.divergence_entropy`, the definition the d(eps) solvers use);
 * eps = H(Z) is the entropy of its noise (``NoiseSpec.entropy_bits``), and Lemma 4.1
   with the data processing inequality gives H(q) <= H(G(Z)) <= eps;
-* d(eps) = min { D(p || q') : H(q') <= eps } (Eq. 11, :func:`analysis.divergence_entropy.
+* d(eps) = min { D(p || q') : H(q') <= eps } (Noise-dim Eq. 11, :func:`analysis.divergence_entropy.
   solve_exact`), so every learned q lies on or above the curve: D(p || q) >= d(eps).
 
 How q is measured.  Discrete noise of at most ``max_enumerate`` values (2^eps, eps =
@@ -103,7 +103,7 @@ def known_source_report(
 
     Keys: ``eps_bits``, ``H_p_bits``, ``H_q_bits``, ``q`` (list), ``counts``, ``method``,
     ``kl_smoothed_bits``, ``smoothing``, and per divergence name (``kl``, ``js``, ``tv``,
-    ``reverse-kl``): ``D_<name>`` = D(p || q), ``d_eps_<name>`` = d(eps) of Eq. 11, and
+    ``reverse-kl``): ``D_<name>`` = D(p || q), ``d_eps_<name>`` = d(eps) of Noise-dim Eq. 11, and
     ``above_curve_<name>`` = D(p || q) >= d(eps) (up to 1e-9).  KL, reverse KL and JS are
     in bits, TV is a number in [0, 1].
     """
@@ -139,7 +139,7 @@ def plot_tradeoff(
     divergences: Sequence[str] = DEFAULT_DIVERGENCES,
     title: Optional[str] = None,
 ) -> str:
-    """One panel per divergence: the d(eps) curve of Eq. 11 for the reports' p, H(X), and the learned points.
+    """One panel per divergence: the d(eps) curve of Noise-dim Eq. 11 for the reports' p, H(X), and the learned points.
 
     A learned point sits at (eps, D(p || q)); KL's infinite points (a prototype never
     generated) are drawn as upward triangles at the top edge, and the KL of the smoothed q
@@ -161,7 +161,7 @@ def plot_tradeoff(
     fig, axes = plt.subplots(1, len(divergences), figsize=(4.2 * len(divergences), 3.6), squeeze=False)
     for ax, name in zip(axes[0], divergences):
         curve = np.array([s.d for s in sweep_exact(p, grid, name)])
-        ax.plot(grid, curve, color="black", lw=1.5, label="d(eps), Eq. 11")
+        ax.plot(grid, curve, color="black", lw=1.5, label="d(eps), Noise-dim Eq. 11")
         finite = [r for r in reports if math.isfinite(r[f"D_{name}"])]
         infinite = [r for r in reports if not math.isfinite(r[f"D_{name}"])]
         top = max([r[f"D_{name}"] for r in finite] + [float(curve[np.isfinite(curve)][0])]) * 1.15

@@ -3,8 +3,8 @@ architecture for generative adversarial networks" (StyleGAN), Sec. 3.2.
 
 For latent pairs z1, z2 ~ P(z) and t ~ U(0, 1), with a small step epsilon = 1e-4:
 
-    l_Z = E[ d(G(slerp(z1, z2; t)), G(slerp(z1, z2; t + epsilon))) / epsilon^2 ]      (Eq. 2)
-    l_W = E[ d(g(lerp(f(z1), f(z2); t)), g(lerp(f(z1), f(z2); t + epsilon))) / epsilon^2 ]  (Eq. 3)
+    l_Z = E[ d(G(slerp(z1, z2; t)), G(slerp(z1, z2; t + epsilon))) / epsilon^2 ]      (StyleGAN Eq. 2)
+    l_W = E[ d(g(lerp(f(z1), f(z2); t)), g(lerp(f(z1), f(z2); t + epsilon))) / epsilon^2 ]  (StyleGAN Eq. 3)
 
 where f is the mapping network (z -> w), g the synthesis network (w -> image) and d a
 perceptual distance (LPIPS, Zhang et al. 2018, in the paper).  ``sampling="full"`` draws
@@ -125,7 +125,7 @@ def perceptual_path_length(
     lower_percentile: float = 1.0,
     upper_percentile: float = 99.0,
 ) -> tuple[Tensor, Tensor]:
-    """Perceptual path length l_Z (Eq. 2) or l_W (Eq. 3) of a generator; see the module docstring.
+    """Perceptual path length l_Z (StyleGAN Eq. 2) or l_W (StyleGAN Eq. 3) of a generator; see the module docstring.
 
     Args:
         generate: ``space="z"``: latents [B, D] -> images [B, C, H, W] (the whole generator G);

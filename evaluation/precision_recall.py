@@ -2,12 +2,12 @@
 
 "Improved Precision and Recall Metric for Assessing Generative Models" (NeurIPS 2019)
 estimates each feature manifold as the union of hyperspheres around its points, each
-sphere reaching the point's k-th nearest neighbour in its own set.  Eq. 1:
+sphere reaching the point's k-th nearest neighbour in its own set.  improved P&R Eq. 1:
 
     f(phi, Phi) = 1  if ||phi - phi'||_2 <= ||phi' - NN_k(phi')||_2 for at least one phi' in Phi,
                   0  otherwise;
 
-Eq. 2:
+improved P&R Eq. 2:
 
     precision(Phi_r, Phi_g) = 1/|Phi_g| sum_{phi_g in Phi_g} f(phi_g, Phi_r)    (fakes inside the real manifold)
     recall(Phi_r, Phi_g)    = 1/|Phi_r| sum_{phi_r in Phi_r} f(phi_r, Phi_g)    (reals inside the fake manifold)
@@ -54,7 +54,7 @@ def knn_radii(features: torch.Tensor, k: int = 3, chunk: int = 1024) -> torch.Te
 def manifold_coverage(
     queries: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, chunk: int = 1024
 ) -> torch.Tensor:
-    """Eq. 1 for each query row: 1.0 if it lies in a sphere ``(support[i], radii[i])``, else 0.0; shape [M]."""
+    """improved P&R Eq. 1 per query row: 1.0 if it lies in a sphere ``(support[i], radii[i])``, else 0.0; [M]."""
     _check(queries, "queries")
     _check(support, "support")
     inside = []

@@ -409,7 +409,7 @@ class AdversarialModule(AdversarialLoop):
         )
         return layout
 
-    # ------------------------------------------------------------------ the game (Eq. 2)
+    # ------------------------------------------------------------------ the game (Noise-dim Eq. 2)
     def fake_images(self, batch_size: int, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """G's images from ``batch_size`` fresh noise draws, as in training (style mixing included)."""
         return self.generator_forward(self.sample_noise(batch_size))[0]
@@ -449,7 +449,7 @@ class AdversarialModule(AdversarialLoop):
             raise NotImplementedError(f"{type(self).__name__} was built without a loss: it must implement {hook}(batch)")
 
     def d_loss(self, batch: Any) -> Losses:
-        """D's loss on a real batch and as many fakes (Eq. 2, the max over f), plus the lazy R1 penalty."""
+        """D's loss on a real batch and as many fakes (Noise-dim Eq. 2, the max over f), plus the lazy R1 penalty."""
         self._require_loss("d_loss")
         real, labels = self._images(batch), self._labels(batch)
         r1 = self.r1_due
@@ -466,7 +466,7 @@ class AdversarialModule(AdversarialLoop):
         return loss, logs
 
     def g_loss(self, batch: Any) -> Losses:
-        """G's loss against the current D (Eq. 2, the min over theta), plus the lazy path-length penalty."""
+        """G's loss against the current D (Noise-dim Eq. 2, the min over theta), plus the lazy path-length penalty."""
         self._require_loss("g_loss")
         batch_size, labels = self._images(batch).shape[0], self._labels(batch)
         loss = self.adversarial_g_loss(self.critic(self.fake_images(batch_size, labels), labels))

@@ -3,16 +3,16 @@
 Seed paper "Generative adversarial networks with decoder-encoder output noise" (Zhong,
 Gao, Liu, Yang), Sec. II and Algorithm 1:
 
-1. pretrain a VAE on the training images (Eq. 4-7; :class:`lightning_modules.vae.VAE`,
+1. pretrain a VAE on the training images (DE-GAN Eq. 4-7; :class:`lightning_modules.vae.VAE`,
    ``python train.py fit -c configs/de_gan/<data>_vae.yaml``);
-2. the *preconditioner* maps z_n ~ N(0, I) to x_hat = Decoder(z_n) (Eq. 8) and then to
-   z' = Encoder(x_hat) (Eq. 9); z' has the shape of z_n and feeds the DCGAN generator
+2. the *preconditioner* maps z_n ~ N(0, I) to x_hat = Decoder(z_n) (DE-GAN Eq. 8) and then to
+   z' = Encoder(x_hat) (DE-GAN Eq. 9); z' has the shape of z_n and feeds the DCGAN generator
    (Algorithm 1, lines 4-7).  ``encoder_output: mean`` (the default) takes z' = mu(x_hat),
    ``sample`` draws z' ~ q(z|x_hat);
-3. the discriminator minimises L_D (Eq. 10); the generator minimises
-   lambda_1 L_adv + lambda_2 L_hid (Eq. 13, Sec. IV-B "g_loss"), where L_adv is the
-   adversarial loss (Eq. 11; the non-saturating form by default) and L_hid the
-   hidden-space loss between D's activations on real and generated batches (Eq. 12,
+3. the discriminator minimises L_D (DE-GAN Eq. 10); the generator minimises
+   lambda_1 L_adv + lambda_2 L_hid (DE-GAN Eq. 13, Sec. IV-B "g_loss"), where L_adv is the
+   adversarial loss (DE-GAN Eq. 11; the non-saturating form by default) and L_hid the
+   hidden-space loss between D's activations on real and generated batches (DE-GAN Eq. 12,
    :func:`hidden_space_loss`).
 
 ``preconditioner: none`` skips step 2 (z' = z_n): the DCGAN baseline with the identical
@@ -56,9 +56,9 @@ VAE_HOWTO = "python train.py fit -c configs/de_gan/digits_vae.yaml"
 
 
 def hidden_space_loss(h_real: torch.Tensor, h_gen: torch.Tensor, mode: HiddenLoss = "per_sample") -> torch.Tensor:
-    """The hidden-space loss L_hid of Eq. 12 between D's activations on real and generated images.
+    """The hidden-space loss L_hid of DE-GAN Eq. 12 between D's activations on real and generated images.
 
-    ``per_sample`` (Eq. 12 as written): (1/N) sum_i ||h(x_real^(i)) - h(x_gen^(i))||_2, the
+    ``per_sample`` (DE-GAN Eq. 12 as written): (1/N) sum_i ||h(x_real^(i)) - h(x_gen^(i))||_2, the
     L2 distance between the flattened activation maps of the i-th real and i-th generated
     image of the two batches, averaged over the batch (both batches must have N images).
     ``mean_features``: ||mean_i h(x_real^(i)) - mean_i h(x_gen^(i))||_2, the distance of the
@@ -71,7 +71,7 @@ def hidden_space_loss(h_real: torch.Tensor, h_gen: torch.Tensor, mode: HiddenLos
     if mode == "per_sample":
         if h_real.shape[0] != h_gen.shape[0]:
             raise ValueError(
-                f"the per-sample hidden-space loss (Eq. 12) pairs the i-th real and generated images: got "
+                f"the per-sample hidden-space loss (DE-GAN Eq. 12) pairs the i-th real and generated images: got "
                 f"{h_real.shape[0]} and {h_gen.shape[0]}"
             )
         return torch.linalg.vector_norm(h_real - h_gen, dim=1).mean()
@@ -91,7 +91,7 @@ class DEGAN(AdversarialModule):
             (z' = z_n: the DCGAN baseline with the identical networks and losses).
         encoder_output: z' from the encoder: ``mean`` (mu(x_hat); Algorithm 1 line 6 and the
             tables' single 128-unit encoder output) or ``sample`` (a draw from
-            q(z|x_hat), the "z' ~ p(z|x)" of Eq. 9).  The decoder side always uses the
+            q(z|x_hat), the "z' ~ p(z|x)" of DE-GAN Eq. 9).  The decoder side always uses the
             mean image x_hat = E[x|z_n].
         noise: the raw noise z_n; N(0, I) of dimension 128 in the paper (Sec. III), and its
             dimension must equal the VAE's ``latent_dim``.
@@ -102,15 +102,15 @@ class DEGAN(AdversarialModule):
         channels: image channels; must match the data.
         g_width: generator width g (64 gives the tables' layer sizes).
         d_width: discriminator width d (64 gives the tables' layer sizes).
-        loss: adversarial loss (Eq. 10-11): ``non_saturating`` (G maximises log D(G(z)), as
+        loss: adversarial loss (DE-GAN Eq. 10-11): ``non_saturating`` (G maximises log D(G(z)), as
             DCGAN's code does) or ``hinge``.
-        lambda_adv: lambda_1 of Eq. 13, weight of the adversarial term in G's loss.
-        lambda_hidden: lambda_2 of Eq. 13, weight of the hidden-space loss in G's loss
+        lambda_adv: lambda_1 of DE-GAN Eq. 13, weight of the adversarial term in G's loss.
+        lambda_hidden: lambda_2 of DE-GAN Eq. 13, weight of the hidden-space loss in G's loss
             (0 turns it off).  The paper gives no values.
         hidden_layer: the discriminator block whose activations L_hid compares (0-based,
             negative from the end); ``null`` for the last convolutional block ("a high
             convolutional layer", Sec. II-C).
-        hidden_loss: ``per_sample`` (Eq. 12 as written) or ``mean_features``; see
+        hidden_loss: ``per_sample`` (DE-GAN Eq. 12 as written) or ``mean_features``; see
             :func:`hidden_space_loss`.
         joint_batch: D sees each real batch and its generated batch as one batch (so its
             batch norm normalises them together); ``false``: two batches, as DCGAN's code.
@@ -195,7 +195,7 @@ class DEGAN(AdversarialModule):
         if vae.latent_dim != self.noise.dim:
             raise ValueError(
                 f"the VAE in {path} has a {vae.latent_dim}-dim latent space but model.init_args.noise.dim is "
-                f"{self.noise.dim}: z' = Encoder(Decoder(z_n)) needs them equal (Eq. 8-9); set noise.dim to "
+                f"{self.noise.dim}: z' = Encoder(Decoder(z_n)) needs them equal (DE-GAN Eq. 8-9); set noise.dim to "
                 f"{vae.latent_dim} or retrain the VAE with model.init_args.latent_dim {self.noise.dim}"
             )
         if tuple(vae.image_shape) != tuple(self.image_shape):
@@ -217,7 +217,7 @@ class DEGAN(AdversarialModule):
     # ------------------------------------------------------------------ noise: z_n -> z'
     @torch.no_grad()
     def precondition(self, z: torch.Tensor) -> torch.Tensor:
-        """z' = Encoder(Decoder(z_n)) (Eq. 8-9), shape of ``z``; ``z`` itself without a VAE.
+        """z' = Encoder(Decoder(z_n)) (DE-GAN Eq. 8-9), shape of ``z``; ``z`` itself without a VAE.
 
         Runs in the VAE's own precision (autocast off) and returns the generator's dtype.
         """
@@ -226,8 +226,8 @@ class DEGAN(AdversarialModule):
             return z.to(self._compute_dtype)
         param = next(vae.parameters())
         with torch.autocast(device_type=param.device.type, enabled=False):
-            x_hat = vae.decode(z.to(param.device, param.dtype))  # Eq. 8 (the decoder's mean image)
-            mu, logvar = vae.encode(x_hat)  # Eq. 9
+            x_hat = vae.decode(z.to(param.device, param.dtype))  # DE-GAN Eq. 8 (the decoder's mean image)
+            mu, logvar = vae.encode(x_hat)  # DE-GAN Eq. 9
             z_prime = mu if self.encoder_output == "mean" else vae.reparameterize(mu, logvar)
         return z_prime.to(self._compute_dtype)
 
@@ -261,31 +261,34 @@ class DEGAN(AdversarialModule):
     def discriminate(
         self, real: torch.Tensor, fake: torch.Tensor, labels: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's logits for the shared D step (L_D, Eq. 10; Algorithm 1, lines 3-9), through ``joint_batch``.
+        """D's logits for the shared D step (L_D, DE-GAN Eq. 10; Algorithm 1, lines 3-9), through ``joint_batch``.
 
         DE-GAN is unconditional: ``labels`` are ignored."""
         real_logits, fake_logits, _, _ = self._discriminate(real, fake)
         return real_logits, fake_logits
 
     def g_loss(self, batch: Any) -> Losses:
-        """G's loss lambda_1 L_adv + lambda_2 L_hid (Eq. 13) against the current D; D's loss is the shared one (Eq. 10)."""
+        """G's loss lambda_1 L_adv + lambda_2 L_hid (DE-GAN Eq. 13) against the current D.
+
+        D's loss is the shared one (DE-GAN Eq. 10).
+        """
         real = self._images(batch)
         fake = self.generator(self.sample_noise(real.shape[0]))  # Algorithm 1, line 7
         use_hidden = self.lambda_hidden > 0
         _, fake_logits, h_real, h_gen = self._discriminate(real, fake, features=use_hidden)  # lines 8-9
         if use_hidden:
-            hidden = hidden_space_loss(h_real.detach(), h_gen, self.hidden_loss)  # line 10, Eq. 12
+            hidden = hidden_space_loss(h_real.detach(), h_gen, self.hidden_loss)  # line 10, DE-GAN Eq. 12
         else:
             hidden = torch.zeros((), device=self.device)
-        adversarial = self.adversarial_g_loss(fake_logits)  # Eq. 11
-        loss = self.lambda_adv * adversarial + self.lambda_hidden * hidden  # Eq. 13
+        adversarial = self.adversarial_g_loss(fake_logits)  # DE-GAN Eq. 11
+        loss = self.lambda_adv * adversarial + self.lambda_hidden * hidden  # DE-GAN Eq. 13
         return loss, {"loss_g": loss.detach(), "loss_adv": adversarial.detach(), "loss_hidden": hidden.detach()}
 
     def custom_scalars(self) -> dict[str, Any]:
         layout = super().custom_scalars()
         layout[type(self).__name__].update(
             {
-                "G loss terms (Eq. 13)": ["Multiline", ["train/loss_adv", "train/loss_hidden"]],
+                "G loss terms (DE-GAN Eq. 13)": ["Multiline", ["train/loss_adv", "train/loss_hidden"]],
                 # Filled by callbacks.de_gan_eval.DEGANEvaluation.
                 "classifier accuracy of samples (Fig. 6, Table V)": ["Multiline", ["de_gan/accuracy"]],
                 "relative diversity degree (Table VI)": ["Multiline", ["de_gan/rdd_mean"]],

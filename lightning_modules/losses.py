@@ -1,7 +1,7 @@
 """Adversarial losses on discriminator logits, each a pair (discriminator loss, generator loss).
 
 * ``non_saturating`` -- Goodfellow et al. 2014, Sec. 3: D minimises
-  softplus(-D(x)) + softplus(D(G(z))) (the logistic loss of Eq. 1 of that paper), and G
+  softplus(-D(x)) + softplus(D(G(z))) (the logistic loss of Eq. 1 of Goodfellow et al.), and G
   minimises softplus(-D(G(z))), i.e. maximises log D(G(z)) instead of minimising
   log(1 - D(G(z))).  As in stylegan2-ada-pytorch, training/loss.py (``loss_Gmain``,
   ``loss_Dgen``, ``loss_Dreal``).

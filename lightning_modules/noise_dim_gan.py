@@ -2,9 +2,9 @@
 
 Seed paper "Noise dimension of GAN: an image compression perspective" (Zhu, Xu et al.).
 With noise Z^n stored in a float format, the generator's output has entropy
-H(G(Z)) <= H(Z^n) = n H(format) (Lemma 4.1, Eq. 7-8), so a perfect GAN needs
-n >= H(X) / H(format) (Theorem 4.2, Eq. 9); with fewer noise bits the best reachable
-divergence is d(eps) (Eq. 11).  This module trains a GAN with any ``NoiseSpec`` and logs
+H(G(Z)) <= H(Z^n) = n H(format) (Noise-dim Lemma 4.1, Eq. 7-8), so a perfect GAN needs
+n >= H(X) / H(format) (Noise-dim Theorem 4.2, Eq. 9); with fewer noise bits the best reachable
+divergence is d(eps) (Noise-dim Eq. 11).  This module trains a GAN with any ``NoiseSpec`` and logs
 its entropy eps = H(Z^n) in bits with the hyperparameters (``noise/entropy_bits``).
 
 Backbones (Sec. 5.1 of the paper trains BigGAN and StyleGAN2-ADA):

@@ -7,7 +7,7 @@ conditional GAN objective is the poster's
     min_G max_D  E_y[log D(y)] + E_{x,y}[log(1 - D(G(x)))]
 
 (conditioned on x as in pix2pix, Isola et al. 2017, Eq. 1) plus pix2pix's L1 term
-lambda_L1 E||y - G(x)||_1 (Eq. 3-4).  **Noise injection**: in training the source is
+lambda_L1 E||y - G(x)||_1 (pix2pix Eq. 3-4).  **Noise injection**: in training the source is
 replaced by
 
     x_bar = x + sigma_t N,   N ~ N(0, I) per pixel,

@@ -10,8 +10,8 @@ noise injection (NoisyI2I).
   [0, 1] with L = 1 or to [0, 255] with L = 255 (PSNR is invariant to shifting and scaling
   both the images and L).  Per image (MSE over C, H, W), then averaged over images, as
   compression papers report it.
-* SSIM (Wang et al. 2004, "Image quality assessment: from error visibility to structural
-  similarity", Eq. 13): local means, variances and covariance under an 11x11 Gaussian
+* SSIM (Wang et al. 2004, Eq. 13, "Image quality assessment: from error visibility to
+  structural similarity"): local means, variances and covariance under an 11x11 Gaussian
   window (sigma 1.5), constants C1 = (0.01 L)^2, C2 = (0.03 L)^2.  Its luminance term
   (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1) is *not* shift invariant: it assumes
   non-negative intensities.  So the images are mapped from [-1, 1] to [0, 1] and SSIM is

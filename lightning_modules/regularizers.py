@@ -1,7 +1,7 @@
 r"""GAN regularisers: the R1 gradient penalty and StyleGAN2's path-length regulariser.
 
-* **R1** (Mescheder et al. 2018, "Which training methods for GANs do actually converge?",
-  Eq. 9): gamma / 2 * E_x[ |grad_x D(x)|^2 ] on real images.  :func:`r1_penalty` returns the
+* **R1** (Mescheder et al. 2018, Eq. 9, "Which training methods for GANs do actually
+  converge?"): gamma / 2 * E_x[ |grad_x D(x)|^2 ] on real images.  :func:`r1_penalty` returns the
   expectation; the caller multiplies by gamma / 2 (and by the lazy interval, StyleGAN2 Sec. 3.1).
 * **Path length** (StyleGAN2, Sec. 3.2, Eq. 4): E_{w, y}[ (|J_w^T y|_2 - a)^2 ] with
   y ~ N(0, I) / sqrt(H W) image-space noise, J_w the Jacobian of the synthesis network at w,

@@ -1,9 +1,9 @@
 r"""RNIStyleGAN2: StyleGAN2 (or DCGAN) with no, Euclidean or Riemannian noise injection.
 
 Seed paper "On noise injection in generative adversarial networks" (Feng, Zhao, Zha; ICML
-2021).  The generator's layers become g(x) = mu(x) + sigma(x) eps (Eq. 5): ENI takes
-sigma = r, a learned scalar (Eq. 18, StyleGAN2's own noise); RNI derives sigma from the
-geometry of mu (Eq. 13-17).  Networks: :mod:`lightning_modules.nets.stylegan2` (config-e,
+2021).  The generator's layers become g(x) = mu(x) + sigma(x) eps (RNI Eq. 5): ENI takes
+sigma = r, a learned scalar (RNI Eq. 18, StyleGAN2's own noise); RNI derives sigma from the
+geometry of mu (RNI Eq. 13-17).  Networks: :mod:`lightning_modules.nets.stylegan2` (config-e,
 Sec. 5) and :mod:`lightning_modules.nets.dcgan_noise` (the DCGAN rows); the injection
 layer: :mod:`lightning_modules.nets.noise_injection`.
 
@@ -58,7 +58,7 @@ class RNIStyleGAN2(AdversarialModule):
     Args:
         noise: the generator's input noise z (dimension = z_dim; 512 in StyleGAN2, 100 in DCGAN).
         backbone: ``stylegan2`` (config-e) or ``dcgan``.
-        noise_injection: ``none``, ``eni`` (Eq. 18) or ``rni`` (Eq. 13-17) in every synthesis layer.
+        noise_injection: ``none``, ``eni`` (RNI Eq. 18) or ``rni`` (RNI Eq. 13-17) in every synthesis layer.
         rni: RNI options; the paper's equations by default, the authors' code as options
             (:class:`~lightning_modules.nets.noise_injection.RNIOptions`).
         resolution: image side (power of two >= 8); must match the data.

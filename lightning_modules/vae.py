@@ -1,9 +1,9 @@
 """VAE: the pretraining stage of DE-GAN (seed paper "GANs with decoder-encoder output noise").
 
-Sec. II-A, Eq. 4-7: an encoder q_theta(z|x) = N(mu(x), diag(exp(logvar(x)))) and a
+DE-GAN Sec. II-A, Eq. 4-7: an encoder q_theta(z|x) = N(mu(x), diag(exp(logvar(x)))) and a
 decoder p_phi(x|z) trained by minimising the negative ELBO
 
-    L = D_KL(q(z|x) || N(0, I)) - E_q[log p(x|z)]                               (Eq. 4, 7)
+    L = D_KL(q(z|x) || N(0, I)) - E_q[log p(x|z)]                               (DE-GAN Eq. 4, 7)
 
 with one reparameterised draw z = mu + exp(logvar / 2) * eps per image (Kingma & Welling
 2014).  The reconstruction likelihood is configurable:
@@ -18,7 +18,7 @@ with one reparameterised draw z = mu + exp(logvar / 2) * eps per image (Kingma &
 All terms are summed over pixels / latent dimensions and averaged over the batch, so
 ``-elbo`` is in nats per image.  DE-GAN loads the checkpoint this module writes
 (``python train.py fit -c configs/de_gan/<data>_vae.yaml``) and uses ``decode`` then
-``encode`` as its preconditioner (Eq. 8-9).
+``encode`` as its preconditioner (DE-GAN Eq. 8-9).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class VAE(LightningModule):
             decoder, Tables III/IV).
         gaussian_sigma: standard deviation of the Gaussian likelihood on the [-1, 1] pixel
             scale (ignored for ``bernoulli``).
-        kl_weight: weight of the KL term; 1 is the ELBO of Eq. 4 (other values train a
+        kl_weight: weight of the KL term; 1 is the ELBO of DE-GAN Eq. 4 (other values train a
             beta-VAE, and the logged ``elbo`` stays the true bound).
         lr: Adam learning rate.
         betas: Adam (beta1, beta2).
@@ -98,7 +98,7 @@ class VAE(LightningModule):
 
     # ------------------------------------------------------------------ model API
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar) of q(z|x) for images ``x`` in [-1, 1] (Eq. 5)."""
+        """(mu, logvar) of q(z|x) for images ``x`` in [-1, 1] (DE-GAN Eq. 5)."""
         return self.encoder(x)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -106,7 +106,7 @@ class VAE(LightningModule):
         return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The mean of p(x|z) as images in [-1, 1] (Eq. 6): 2 * sigmoid - 1 or tanh."""
+        """The mean of p(x|z) as images in [-1, 1] (DE-GAN Eq. 6): 2 * sigmoid - 1 or tanh."""
         logits = self.decoder(z)
         return torch.tanh(logits / 2) if self.hparams.likelihood == "bernoulli" else torch.tanh(logits)
 
@@ -138,12 +138,12 @@ class VAE(LightningModule):
 
     @staticmethod
     def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """D_KL(N(mu, diag exp(logvar)) || N(0, I)) per image [N], in closed form (Eq. 4)."""
+        """D_KL(N(mu, diag exp(logvar)) || N(0, I)) per image [N], in closed form (DE-GAN Eq. 4)."""
         mu, logvar = mu.float(), logvar.float()
         return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
 
     def elbo_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Batch means of the KL, the reconstruction NLL, the ELBO and the loss (Eq. 4)."""
+        """Batch means of the KL, the reconstruction NLL, the ELBO and the loss (DE-GAN Eq. 4)."""
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar)
         recon = self.reconstruction_nll(self.decode_logits(z), x).mean()

@@ -1,6 +1,6 @@
 """``python -m tools ganz {compress,decompress,rd,cs}``: GANZ as a codec.
 
-    compress    images -> .ganz files (Eq. 1); prints bytes, bits per pixel, PSNR and SSIM per image
+    compress    images -> .ganz files (GANZ Eq. 1); prints bytes, bits per pixel, PSNR and SSIM per image
     decompress  .ganz files -> PNG images (G(z*)); checks format, CRC and generator hash
     rd          rate-distortion of GANZ vs wavelets and JPEG/WebP/JPEG-XL/AVIF at equal size
                 (train, test and out-of-domain images): CSV, markdown, PSNR-vs-bpp plot, grids
@@ -44,7 +44,7 @@ __all__ = ["add_command"]
 
 # ---------------------------------------------------------------------------------------------- arguments
 def _inversion_arguments(parser: argparse.ArgumentParser, steps: int = 500) -> None:
-    group = parser.add_argument_group("latent optimisation (Eq. 1)")
+    group = parser.add_argument_group("latent optimisation (GANZ Eq. 1)")
     group.add_argument("--steps", type=int, default=steps, help="optimiser steps per restart (default %(default)s)")
     group.add_argument("--lr", type=float, default=0.05, help="learning rate (default %(default)s)")
     group.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
@@ -312,7 +312,7 @@ def add_command(subparsers, name: str, help: str) -> None:
     parser.set_defaults(run=_run)
     sub = parser.add_subparsers(dest="ganz_command", metavar="<command>", required=True)
 
-    p = sub.add_parser("compress", help="images -> .ganz files (Eq. 1)")
+    p = sub.add_parser("compress", help="images -> .ganz files (GANZ Eq. 1)")
     _common(p)
     p.add_argument("images", nargs="*", help="image files (PNG, JPEG, ...)")
     _data(p)

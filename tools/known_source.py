@@ -9,7 +9,7 @@ eps = B*N bits) this trains ``configs/noise_dim/known_source.yaml`` (or ``-c``)
 whose ``KnownSourceEvaluation`` callback writes ``known_source.json`` (q over the
 prototypes, exact by enumeration; D(p||q) and d(eps) for KL, JS and TV) at the end of the
 fit.  The reports are merged into ``<save-dir>/<name>/known_source.{csv,md}`` and
-``known_source.png``: learned points (eps, D(p||q)) against the d(eps) curve of Eq. 11.
+``known_source.png``: learned points (eps, D(p||q)) against the d(eps) curve of Noise-dim Eq. 11.
 The theorem says every point lies on or above the curve; the table's ``above_curve_*``
 columns check it.
 

@@ -111,7 +111,7 @@ def run_point(config: str, ch: int, n: int, save_dir: str, name: str, extra: Seq
 
 
 def theorem_bound(rate_json: Optional[str], bits_per_image: Optional[float], fmt: str) -> Optional[dict[str, Any]]:
-    """Theorem 4.2 (Eq. 9) for the given rate: ``{"lower", "n_min", "bits", "codec", "format"}``, or None."""
+    """Noise-dim Theorem 4.2 (Eq. 9) for the given rate: ``{"lower", "n_min", "bits", "codec", "format"}``, or None."""
     if rate_json is None and bits_per_image is None:
         return None
     if rate_json is not None:

@@ -1,4 +1,4 @@
-"""``python -m analysis divergence-entropy``: d(eps) of seed "noise dimension" Sec. 4.4 (Eq. 11, Fig. 1).
+"""``python -m analysis divergence-entropy``: d(eps) of seed "noise dimension" Sec. 4.4 (Noise-dim Eq. 11, Fig. 1).
 
 d(eps) = min over q of D(p, q) s.t. H(q) <= eps: the best divergence from the source p that a
 generator whose output carries at most eps bits can reach. Each eps of the sweep is solved
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> Report:
     d0 = d_at_zero(exact_solver.ps, divergence)
     notes = [
         f"source: {source}; {n_support} symbols with p > 0, H(p) = {h_p:.5f} bits, max p = {p.max():.6g}",
-        f"d = min {DIVERGENCE_NAMES[divergence]} s.t. H(q) <= eps (Eq. 11); eps in bits; "
+        f"d = min {DIVERGENCE_NAMES[divergence]} s.t. H(q) <= eps (Noise-dim Eq. 11); eps in bits; "
         + ("d in bits (log base 2)" if unit == "bits" else "d is a plain number in [0, 1] (TV has no unit)"),
         _D0_WORDS[divergence].format(d0=d0) + "; d(0) is finite for reverse-kl, js and tv, infinite for kl",
     ]
@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> Report:
             " (DCCP takes about 0.5 s per eps at 256 symbols, 2 s at 1024); --solver both forces it"
         )
     name = DIVERGENCE_NAMES[divergence]
-    title = f"Divergence-entropy function d(eps) = min {name} s.t. H(q) <= eps (Sec. 4.4, Eq. 11)"
+    title = f"Divergence-entropy function d(eps) = min {name} s.t. H(q) <= eps (Noise-dim Sec. 4.4, Eq. 11)"
     extra = {
         "divergence": divergence,
         "divergence_unit": unit,
@@ -265,7 +265,7 @@ def add_command(subparsers) -> None:
     parser = command_parser(
         subparsers,
         "divergence-entropy",
-        help="d(eps) = min D(p, q) s.t. H(q) <= eps, by DCCP and exactly (Eq. 11, Fig. 1)",
+        help="d(eps) = min D(p, q) s.t. H(q) <= eps, by DCCP and exactly (Noise-dim Eq. 11, Fig. 1)",
         description=__doc__,
     )
     source = parser.add_argument_group("source distribution p (at most one; default: the 7-class example)")

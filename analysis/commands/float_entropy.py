@@ -1,7 +1,7 @@
 """``python -m analysis float-entropy``: seed "noise dimension" Table 1, exact and by Monte Carlo.
 
 For each float format: the exact entropy of N(0, 1) (or U[-1, 1)) rounded to it
-(:mod:`core.float_entropy`), the paper's Monte Carlo estimator (Eq. 6) over K draws
+(:mod:`core.float_entropy`), the paper's Monte Carlo estimator (Noise-dim Eq. 6) over K draws
 of the project's own sampler (``NoiseSpec``) with its standard error, and the paper's
 published value where Table 1 has one.
 """
@@ -24,12 +24,12 @@ _CHUNK = 1_000_000
 
 
 def monte_carlo(fmt: str, distribution: str, samples: int, seed: int) -> tuple[float, float]:
-    """Eq. 6 over ``samples`` draws of ``NoiseSpec``, in chunks; (estimate, standard error)."""
+    """Noise-dim Eq. 6 over ``samples`` draws of ``NoiseSpec``, in chunks; (estimate, standard error)."""
     spec = NoiseSpec(dim=1, distribution=distribution, format=fmt)
     generator = torch.Generator().manual_seed(seed)
     total = total_sq = 0.0
     chunks = [min(_CHUNK, samples - start) for start in range(0, samples, _CHUNK)]
-    for size in progress(chunks, desc=f"Eq. 6 {fmt}"):
+    for size in progress(chunks, desc=f"Noise-dim Eq. 6 {fmt}"):
         info = information_bits(spec.sample(size, generator=generator), fmt, distribution)
         total += float(info.sum())
         total_sq += float(np.square(info).sum())
@@ -66,7 +66,11 @@ def run(args: argparse.Namespace) -> Report:
         "paper_H: seed 'noise dimension' Table 1 (Monte Carlo, K = 1e7); why it differs: README, 'The noise spec'",
     ]
     if args.mc_samples:
-        notes.insert(1, f"mc: Eq. 6 over K = {args.mc_samples:,} draws of NoiseSpec (seed {args.seed}), +- one standard error")
+        notes.insert(
+            1,
+            f"mc: Noise-dim Eq. 6 over K = {args.mc_samples:,} draws of NoiseSpec (seed {args.seed}),"
+            " +- one standard error",
+        )
     return Report(title=f"Entropy in bits of {dist} rounded to each float format (Sec. 4.1, Table 1)", columns=columns, rows=rows, notes=notes)
 
 

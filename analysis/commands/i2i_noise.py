@@ -165,8 +165,9 @@ def run(args: argparse.Namespace) -> Report:
         *notes,
         f"rho = {_KL_TEXT[direction]}, closed form 1/2 sum_i (r_i - 1 - ln r_i), r_i = (lambda_i + sigma_e^2)/(lambda_i + sigma_t^2);"
         " P_bar = N(mu_s, Sigma_s + sigma_t^2 I), P_hat = N(mu_s, Sigma_s + sigma_e^2 I), noise added to the unwhitened source",
-        "reading: the poster does not print Eq. 6-7; the KL order follows Theorem 3 (inference first), the order under which"
-        " the stated lambda_max/2 holds; the other order is the row marked 'first' (the KL of joints (x, G(x)) equals that of inputs)",
+        "reading: the I2I poster does not print Eq. 6-7; the KL order follows Theorem 3 (inference first),"
+        " the order under which the stated lambda_max/2 holds; the other order is the row marked 'first'"
+        " (the KL of joints (x, G(x)) equals that of inputs)",
         "worst_KL: max of rho over sigma_e^2 in [0, lambda_max] (401-point grid); mean_KL: its mean over sigma_e^2 ~ U(0, lambda_max) (quad)",
         f"minimax: the poster states only rho(s, 0) = rho(s, lambda_max I), no value; at the brentq root the two differ by {gap_at_root:.2g};"
         f" the grid minimax is {minimax_grid - minimax:+.2g} from it",

@@ -1,8 +1,8 @@
 """``python -m analysis intrinsic-dim``: Levina-Bickel intrinsic dimension (seed DE-GAN Eq. 15-17, Fig. 4).
 
 For every k in [--k-min, --k-max]: M_k, the mean over the points of the per-point
-maximum-likelihood estimate m_k (Eq. 15-16), and beside it MacKay & Ghahramani's
-inverse-of-the-mean-inverse, which removes Eq. 16's upward bias of (k-1)/(k-2).
+maximum-likelihood estimate m_k (DE-GAN Eq. 15-16), and beside it MacKay & Ghahramani's
+inverse-of-the-mean-inverse, which removes DE-GAN Eq. 16's upward bias of (k-1)/(k-2).
 The neighbours are exact (brute force in torch, chunked).  Input: images (--data,
 flattened to vectors in [0, 1]) or an [N, D] array (--array x.npy).  --plot draws
 M_k against k (Fig. 4).
@@ -22,7 +22,7 @@ from analysis.data import add_data_arguments, iter_uint8_images, load_npy
 from analysis.intrinsic_dim import AVERAGES, LevinaBickelResult, levina_bickel
 
 _AVERAGE_LABEL = {
-    "mean": "Eq. 16: mean of m_k (DE-GAN)",
+    "mean": "DE-GAN Eq. 16: mean of m_k",
     "inverse": "MacKay-Ghahramani: 1 / mean of 1/m_k",
 }
 
@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> Report:
     if (args.data is None) == (args.array is None):
         raise UsageError("give exactly one input: --data FOLDER|DATAMODULE or --array FILE.npy")
     if args.k_min < 2:
-        raise UsageError(f"--k-min must be >= 2 (Eq. 15 averages over the k-1 nearer neighbours), got {args.k_min}")
+        raise UsageError(
+            f"--k-min must be >= 2 (DE-GAN Eq. 15 averages over the k-1 nearer neighbours), got {args.k_min}"
+        )
     if args.k_min >= args.k_max:
         raise UsageError(f"--k-min must be smaller than --k-max, got --k-min {args.k_min} --k-max {args.k_max}")
     if args.chunk < 1:
@@ -105,11 +107,16 @@ def run(args: argparse.Namespace) -> Report:
     ]
     notes = [
         f"input: {source}, N = {result.n_points:,} distinct points in D = {result.dim}"
-        + (f" ({result.n_duplicates:,} duplicate rows removed: a zero distance makes Eq. 15 degenerate)" if result.n_duplicates else ""),
-        "M_k: Eq. 16, the mean of m_k (Eq. 15) over the points; M_k_inverse: MacKay-Ghahramani, 1 / mean of 1/m_k;"
-        " m_k_sd: spread of m_k over the points",
-        f"Eq. 16 is biased up by about (k-1)/(k-2) (+{100 / (args.k_max - 2):.1f} % at k = {args.k_max}); the inverse average is not",
-        f"M (Eq. 17, taken at k = {args.k_max}) by {default}: {chosen[-1]:.3f};"
+        + (
+            f" ({result.n_duplicates:,} duplicate rows removed: a zero distance makes DE-GAN Eq. 15 degenerate)"
+            if result.n_duplicates
+            else ""
+        ),
+        "M_k: DE-GAN Eq. 16, the mean of m_k (Eq. 15) over the points;"
+        " M_k_inverse: MacKay-Ghahramani, 1 / mean of 1/m_k; m_k_sd: spread of m_k over the points",
+        f"DE-GAN Eq. 16 is biased up by about (k-1)/(k-2) (+{100 / (args.k_max - 2):.1f} % at k = {args.k_max});"
+        " the inverse average is not",
+        f"M (DE-GAN Eq. 17, taken at k = {args.k_max}) by {default}: {chosen[-1]:.3f};"
         f" average over k = {args.k_min}..{args.k_max} (Levina-Bickel's choice): {chosen.mean():.3f}",
         f"exact kNN ({args.precision} search, float64 distances), {args.chunk} query rows per chunk,"
         f" {torch.get_num_threads()} threads: {seconds:.1f} s"
@@ -119,8 +126,8 @@ def run(args: argparse.Namespace) -> Report:
         notes.insert(1, "images flattened to vectors, pixels scaled to [0, 1]")
     if not np.isfinite(result.mean).all():
         notes.append(
-            "some points have T_1 = ... = T_k (tied distances, e.g. grid data): m_k is infinite there, so Eq. 16 is too;"
-            " the inverse average counts them as 1/m_k = 0"
+            "some points have T_1 = ... = T_k (tied distances, e.g. grid data): m_k is infinite there,"
+            " so DE-GAN Eq. 16 is too; the inverse average counts them as 1/m_k = 0"
         )
     return Report(
         title=f"Levina-Bickel intrinsic dimension M_k (DE-GAN Eq. 15-17) of {source}",
@@ -154,7 +161,8 @@ def add_command(subparsers) -> None:
         "--average",
         choices=AVERAGES,
         default="mean",
-        help="which M_k the summary and the solid plot line use: mean (Eq. 16, default) or inverse (MacKay-Ghahramani)",
+        help="which M_k the summary and the solid plot line use: mean (DE-GAN Eq. 16, default)"
+        " or inverse (MacKay-Ghahramani)",
     )
     parser.add_argument("--chunk", type=int, default=1024, metavar="ROWS", help="query rows per kNN chunk (default 1024)")
     parser.add_argument(

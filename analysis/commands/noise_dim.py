@@ -1,9 +1,9 @@
 """``python -m analysis noise-dim``: Theorem 4.2's noise dimension of a perfect GAN (seed "noise dimension" Table 3).
 
 From a lossless rate E[L(X)] in bits per image and a float format's entropy H:
-the lower bound n >= (E[L] - 1) / H (Eq. 9) and the bijective-case upper bound
-n <= (E[L] + 2) / H (Eq. 10), as real numbers and as integers (n_min = ceil of Eq. 9,
-Table 3's quantity; n_max_bijective = floor of Eq. 10).  The rate is given
+the lower bound n >= (E[L] - 1) / H (Noise-dim Eq. 9) and the bijective-case upper bound
+n <= (E[L] + 2) / H (Noise-dim Eq. 10), as real numbers and as integers (n_min = ceil of Eq. 9,
+Table 3's quantity; n_max_bijective = floor of Noise-dim Eq. 10).  The rate is given
 (--bits-per-image, --bytes-per-image), read from a ``codec-rate --out`` JSON
 (--rate-json), or taken from the paper's Table 2 (--paper-table2).  H is exact
 (default) or the paper's Table 1 (--entropy paper, which rebuilds Table 3).
@@ -162,8 +162,8 @@ def run(args: argparse.Namespace) -> Report:
         else f"exact entropy of {args.distribution} noise rounded to the format (core.float_entropy)"
     )
     notes = [
-        "lower_eq9 = (E[L] - 1) / H (Eq. 9), n_min = ceil(lower_eq9); "
-        "upper_eq10 = (E[L] + 2) / H (Eq. 10, bijective g), n_max_bijective = floor(upper_eq10)",
+        "lower_eq9 = (E[L] - 1) / H (Noise-dim Eq. 9), n_min = ceil(lower_eq9); "
+        "upper_eq10 = (E[L] + 2) / H (Noise-dim Eq. 10, bijective g), n_max_bijective = floor(upper_eq10)",
         f"H: {h_source}",
         "E[L] = bits_per_image, a practical codec's rate: at least the minimal E[L(X)], so these estimate the bounds",
         "[lower, upper] is 3 / H wide (< 1 here), so n_max_bijective < n_min is common: "

@@ -2,7 +2,7 @@
 
 * :class:`GANZ` (``module``): the fit stage, BEGAN training with GANZ's generator (Fig. 6);
 * ``latent``: the compression latent and the ratio trick (keep/no/square/random linear layer);
-* ``inversion``: Eq. 1, z* = argmin ||G(z) - x||^2, batched, with restarts;
+* ``inversion``: GANZ Eq. 1, z* = argmin ||G(z) - x||^2, batched, with restarts;
 * ``format`` and ``codec``: the ``.ganz`` file and the codec built on them;
 * ``sensing``: compressive sensing with the generator as prior (Sec. 4, Fig. 8);
 * ``compression_baselines``: the wavelet baseline (GANZ Sec. 3.4) and standard lossy codecs at a byte budget;

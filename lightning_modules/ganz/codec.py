@@ -1,6 +1,6 @@
 """The GANZ codec: images <-> ``.ganz`` files with a trained generator (GANZ Sec. 3.2).
 
-Compression solves Eq. 1, z* = argmin_z ||G(z) - x||^2, for a batch of images with the
+Compression solves GANZ Eq. 1, z* = argmin_z ||G(z) - x||^2, for a batch of images with the
 generator and the mode's linear layer frozen (:mod:`lightning_modules.ganz.inversion`),
 stores z* (float32, float16, or uint8 with a per-file scale and offset) in a ``.ganz``
 file (:mod:`lightning_modules.ganz.format`), and decompression is G(z*).  Both sides run
@@ -57,7 +57,7 @@ def generator_sha256(generator: nn.Module) -> bytes:
 
 @dataclass
 class Compressed:
-    """One compressed image: the ``.ganz`` bytes, the decoded image and the fit error of Eq. 1."""
+    """One compressed image: the ``.ganz`` bytes, the decoded image and the fit error of GANZ Eq. 1."""
 
     data: bytes
     header: GanzHeader
@@ -148,7 +148,7 @@ class GanzCodec:
         config: InversionConfig = InversionConfig(),
         progress: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. 1 for a batch of images [N, C, H, W] in [-1, 1]: the latents z* [N, d_c] and their MSE [N]."""
+        """GANZ Eq. 1 for a batch of images [N, C, H, W] in [-1, 1]: the latents z* [N, d_c] and their MSE [N]."""
         mode = LatentMode.parse(mode) if isinstance(mode, str) else mode
         if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
             raise ValueError(f"expected images [N, {', '.join(map(str, self.image_shape))}], got {list(images.shape)}")
@@ -183,7 +183,7 @@ class GanzCodec:
         config: InversionConfig = InversionConfig(),
         progress: bool = True,
     ) -> list[Compressed]:
-        """Compress a batch of images [N, C, H, W] in [-1, 1] (Eq. 1, batched); one :class:`Compressed` each."""
+        """Compress a batch of images [N, C, H, W] in [-1, 1] (GANZ Eq. 1, batched); one :class:`Compressed` each."""
         z, mse = self.fit(images, mode, seed, config, progress)
         out = []
         for i in range(z.shape[0]):

@@ -31,7 +31,7 @@ Init = Literal["zeros", "gaussian", "uniform"]
 
 @dataclass(frozen=True)
 class InversionConfig:
-    """Settings of the latent optimisation (Eq. 1).
+    """Settings of the latent optimisation (GANZ Eq. 1).
 
     Attributes:
         steps: optimiser steps per restart.
@@ -86,7 +86,7 @@ def invert(
 
     Args:
         forward: maps latents [N, latent_dim] to predictions of ``target``'s shape (G, or A o G).
-        target: what to match, [N, ...] (images x for Eq. 1; measurements y for sensing).
+        target: what to match, [N, ...] (images x for GANZ Eq. 1; measurements y for sensing).
         latent_dim: d_c.
         config: optimiser, steps, learning rate, restarts, initialisation.
         progress: show a tqdm bar (steps x restarts).

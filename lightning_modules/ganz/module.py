@@ -3,7 +3,7 @@
 Seed paper "GANs for lossy image compression" (GANZ), Sec. 3.1: "We use Boundary
 Equilibrium GAN (BEGAN) as the base architecture and vary the latent dimension at train
 (d_t) and compression time (d_c)".  The networks are in :mod:`lightning_modules.nets.began`;
-compression (Eq. 1) and the ratio trick are in :mod:`lightning_modules.ganz.inversion` and
+compression (GANZ Eq. 1) and the ratio trick are in :mod:`lightning_modules.ganz.inversion` and
 :mod:`lightning_modules.ganz.latent`.
 
 BEGAN's objective (BEGAN Eq. 4), with the auto-encoder loss L(v) = mean |v - D(v)|^eta

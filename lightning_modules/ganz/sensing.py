@@ -13,7 +13,7 @@ Adam with restarts), through any of GANZ's latent modes (the paper uses ratio 6,
 N = 128*128*3 = 49152 (M/N = 0.08 and 0.2, Bora et al.'s ratios).  A is materialised:
 M*N*4 bytes, 2 GB at M = 10000 there.
 
-Reported per image: PSNR (Eq. 2, on [-1, 1] with L = 2) and the per-pixel MSE that Bora et
+Reported per image: PSNR (GANZ Eq. 2, on [-1, 1] with L = 2) and the per-pixel MSE that Bora et
 al. plot.  GANZ compares with Bora et al.'s "MSE of at least 0.025 (PSNR 16.02 dB)",
 which reads the MSE on a [0, 1] scale (PSNR = -10 log10 MSE); Bora et al.'s own images are
 in [-1, 1], where the same pixels have 4x the MSE.  Both scales are reported

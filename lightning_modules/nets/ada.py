@@ -32,7 +32,7 @@ wires them in with ``augment: ada``):
   whose transforms fired keeps its exact pixels (``torch.where``), for any p.
 
 * :class:`AdaptiveAugment`, the controller of Sec. 3: accumulate the overfitting
-  heuristic r_t = E[sign(D(x_real))] (Eq. 1) over ``interval`` steps, then move
+  heuristic r_t = E[sign(D(x_real))] (ADA Eq. 1) over ``interval`` steps, then move
   p <- clamp(p + sign(r_t - target) * (batch * interval) / (ada_kimg * 1000), 0, 1), so p
   can go from 0 to 1 in ``ada_kimg`` thousand images; target 0.6.
 """
@@ -256,7 +256,7 @@ def _rotation_about(axis: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 
 class AdaptiveAugment:
-    """ADA's controller of p (Karras et al. 2020, Sec. 3): overfitting heuristic r_t, Eq. 1.
+    """ADA's controller of p (Karras et al. 2020, Sec. 3): overfitting heuristic r_t, ADA Eq. 1.
 
     Call :meth:`accumulate` with D's logits on each real batch and :meth:`step` once per
     training step; every ``interval`` steps it sets p from the accumulated r_t.

@@ -17,7 +17,7 @@ VAE (:class:`VAEEncoder`, :class:`VAEDecoder`), parametrised by the image side R
   activations between layers; ReLU is used.
 * encoder: three 5x5 "↓" convs with w, 2w, 4w channels (32, 64, 128 in all three tables),
   LeakyReLU(0.2), dropout, flatten, then the table's "128 Fully-Connected" twice: the
-  posterior mean mu and log-variance of q(z|x) (Eq. 4-7).
+  posterior mean mu and log-variance of q(z|x) (DE-GAN Eq. 4-7).
 
 Generator / discriminator (``arch``):
 
@@ -38,7 +38,7 @@ Generator / discriminator (``arch``):
   tables' trailing "64 Fully-Connected" row, after the 1-unit layer, is left out).
 
 The discriminator returns logits (the sigmoid is inside the loss) and, on request,
-the activations of one block for the hidden-space loss (Eq. 12): ``D(x,
+the activations of one block for the hidden-space loss (DE-GAN Eq. 12): ``D(x,
 return_features=k)`` gives ``(logits, h_k(x))``.
 """
 
@@ -105,7 +105,7 @@ def _decoder_start(resolution: int) -> int:
 
 
 class VAEDecoder(nn.Module):
-    """p(x|z) of the VAE (Eq. 6): latent [N, latent_dim] -> image logits [N, C, R, R].
+    """p(x|z) of the VAE (DE-GAN Eq. 6): latent [N, latent_dim] -> image logits [N, C, R, R].
 
     Args:
         latent_dim: size of z (128 in all three tables).
@@ -143,7 +143,7 @@ class VAEDecoder(nn.Module):
 
 
 class VAEEncoder(nn.Module):
-    """q(z|x) of the VAE (Eq. 5): images [N, C, R, R] -> (mu, logvar), each [N, latent_dim].
+    """q(z|x) of the VAE (DE-GAN Eq. 5): images [N, C, R, R] -> (mu, logvar), each [N, latent_dim].
 
     Args:
         latent_dim: size of z (128 in all three tables).
@@ -242,7 +242,7 @@ class DEGANDiscriminator(nn.Module):
     """DCGAN discriminator of Tables II-IV: images [N, C, R, R] -> logits [N] (and hidden activations).
 
     ``blocks`` is the list of layers ``h_0, h_1, ...`` whose outputs the hidden-space loss
-    (Eq. 12) can compare; the last block is the 1-unit head.  ``default_hidden_layer`` is
+    (DE-GAN Eq. 12) can compare; the last block is the 1-unit head.  ``default_hidden_layer`` is
     the last convolutional block ("a high convolutional layer", Sec. II-C).
 
     Args:

@@ -2,45 +2,45 @@ r"""Noise injection into a feature map: none, Euclidean (ENI) or Riemannian (RNI
 
 Seed paper "On noise injection in generative adversarial networks" (Feng, Zhao, Zha; ICML
 2021), Sec. 4.  A generator layer with features mu = DCNN(x) becomes
-g(x) = mu(x) + sigma(x) eps (Eq. 5).
+g(x) = mu(x) + sigma(x) eps (RNI Eq. 5).
 
-* **ENI** (Eq. 18), StyleGAN's noise: o = mu + r eps, with r a learnable scalar per layer
+* **ENI** (RNI Eq. 18), StyleGAN's noise: o = mu + r eps, with r a learnable scalar per layer
   initialised to 0 and eps ~ N(0, 1) of shape [N, 1, H, W] (one map shared by the channels).
-* **RNI** (Eq. 13-17): sigma follows the local geometry of mu.
+* **RNI** (RNI Eq. 13-17): sigma follows the local geometry of mu.
 
-  - Eq. 13: a channel reduction mu~ of mu, [N, 1, H, W] (the paper: the sum over channels);
-  - Eq. 14: s = (mu~ - mean(mu~)) / max|mu~ - mean(mu~)|, spatial mean and max per sample;
-  - Eq. 15: s_d = A * s + b, A and b learnable H x W maps (``*`` element-wise);
-  - Eq. 16: s' = alpha s_d + (1 - alpha) 1, alpha a learnable scalar (init 0.5), and
+  - RNI Eq. 13: a channel reduction mu~ of mu, [N, 1, H, W] (the paper: the sum over channels);
+  - RNI Eq. 14: s = (mu~ - mean(mu~)) / max|mu~ - mean(mu~)|, spatial mean and max per sample;
+  - RNI Eq. 15: s_d = A * s + b, A and b learnable H x W maps (``*`` element-wise);
+  - RNI Eq. 16: s' = alpha s_d + (1 - alpha) 1, alpha a learnable scalar (init 0.5), and
     sigma = s' normalised;
-  - Eq. 17: o = r sigma * mu + r sigma * eps, r a learnable scalar.
+  - RNI Eq. 17: o = r sigma * mu + r sigma * eps, r a learnable scalar.
 
 The authors' TensorFlow code (RuiLiFeng/noise, ``training/networks_stylegan2_resample.py``:
 ``layer``, ``spatial_att``, ``adjust_range``) differs from the printed equations; each
 difference is an option here, with the paper's form the default because the project
 reproduces the paper and the equations are what a reader checks:
 
-=================  ==========================================  ==========================================
-option             default (paper)                              authors' code
-=================  ==========================================  ==========================================
-``reduction``      ``sum``: sum_c mu (Eq. 13)                   ``relu_neg_sum`` sum_c relu(-mu) (FFHQ),
-                                                                ``abs_sum`` sum_c |mu| (cats),
-                                                                ``neg_max`` max_c (-mu) (churches)
-``scaling``        ``maxabs``: s / max|s| in [-1, 1] (Eq. 14)   ``unit``: (s / max(s) + 1) / 2, with
-                                                                max(s) + 1e-8, not max|s|
-``norm``           ``rms``: sigma = s' / sqrt(mean(s'^2))       the same (``rms``); ``l2``: s' / |s'|_2
-                                                                as printed in Eq. 16
-``form``           ``paper``: o = r sigma (mu + eps),           ``authors``: o = sigma (mu + g eps), g
-                   r init 1 (Eq. 17)                            the noise strength init 0 (no r on mu)
-``affine_init``    ``identity``: A = 1, b = 0                   ``random``: A, b ~ N(0, 1) / sqrt(H)
-                                                                (their equalised-lr ``get_weight``)
-=================  ==========================================  ==========================================
+=================  ==============================================  ==========================================
+option             default (paper)                                  authors' code
+=================  ==============================================  ==========================================
+``reduction``      ``sum``: sum_c mu (RNI Eq. 13)                   ``relu_neg_sum`` sum_c relu(-mu) (FFHQ),
+                                                                    ``abs_sum`` sum_c |mu| (cats),
+                                                                    ``neg_max`` max_c (-mu) (churches)
+``scaling``        ``maxabs``: s / max|s| in [-1, 1] (RNI Eq. 14)   ``unit``: (s / max(s) + 1) / 2, with
+                                                                    max(s) + 1e-8, not max|s|
+``norm``           ``rms``: sigma = s' / sqrt(mean(s'^2))           the same (``rms``); ``l2``: s' / |s'|_2
+                                                                    as printed in RNI Eq. 16
+``form``           ``paper``: o = r sigma (mu + eps),               ``authors``: o = sigma (mu + g eps), g
+                   r init 1 (RNI Eq. 17)                            the noise strength init 0 (no r on mu)
+``affine_init``    ``identity``: A = 1, b = 0                       ``random``: A, b ~ N(0, 1) / sqrt(H)
+                                                                    (their equalised-lr ``get_weight``)
+=================  ==============================================  ==========================================
 
 ``norm`` defaults to ``rms`` in both columns: the printed |s'|_2 over H x W positions makes
 sigma ~ 1 / sqrt(HW), so every layer would shrink its features by a resolution-dependent
 factor that r then has to undo; the authors' code divides by the root mean square, which
 keeps sigma around 1 at every resolution.  The authors' alpha multiplies the constant 1
-(``alpha + (1 - alpha) att``); with alpha initialised to 0.5 that is the paper's Eq. 16 up to
+(``alpha + (1 - alpha) att``); with alpha initialised to 0.5 that is the paper's RNI Eq. 16 up to
 relabelling alpha -> 1 - alpha, so only the paper's form is offered.
 
 ``noise_mode`` (as in StyleGAN code): ``random`` draws eps per sample; ``const`` uses a
@@ -74,13 +74,13 @@ class RNIOptions:
     """The choices of Riemannian noise injection (see the module docstring's table).
 
     Args:
-        reduction: channel reduction of Eq. 13: ``sum`` (paper), ``relu_neg_sum`` (authors'
+        reduction: channel reduction of RNI Eq. 13: ``sum`` (paper), ``relu_neg_sum`` (authors'
             FFHQ), ``abs_sum`` (authors' cats), ``neg_max`` (authors' churches).
-        scaling: Eq. 14's normalisation: ``maxabs`` (paper) or ``unit`` (authors).
-        norm: Eq. 16's normalisation of s': ``rms`` (authors; default) or ``l2`` (as printed).
-        form: Eq. 17 ``paper`` (o = r sigma (mu + eps)) or ``authors`` (o = sigma (mu + g eps)).
-        affine_init: initial A, b of Eq. 15: ``identity`` (A = 1, b = 0) or ``random`` (authors).
-        alpha_init: initial alpha of Eq. 16.
+        scaling: RNI Eq. 14's normalisation: ``maxabs`` (paper) or ``unit`` (authors).
+        norm: RNI Eq. 16's normalisation of s': ``rms`` (authors; default) or ``l2`` (as printed).
+        form: RNI Eq. 17 ``paper`` (o = r sigma (mu + eps)) or ``authors`` (o = sigma (mu + g eps)).
+        affine_init: initial A, b of RNI Eq. 15: ``identity`` (A = 1, b = 0) or ``random`` (authors).
+        alpha_init: initial alpha of RNI Eq. 16.
     """
 
     reduction: Reduction = "sum"
@@ -112,7 +112,7 @@ class RNIOptions:
 
 
 class NoiseInjection(nn.Module):
-    """Inject noise into features mu [N, C, H, W]: ``none``, ``eni`` (Eq. 18) or ``rni`` (Eq. 13-17).
+    """Inject noise into features mu [N, C, H, W]: ``none``, ``eni`` (RNI Eq. 18) or ``rni`` (RNI Eq. 13-17).
 
     Args:
         kind: ``none``, ``eni`` or ``rni``.
@@ -131,7 +131,7 @@ class NoiseInjection(nn.Module):
             return
         self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
         if kind == "eni":
-            self.strength = nn.Parameter(torch.zeros([]))  # r of Eq. 18, init 0 (StyleGAN2)
+            self.strength = nn.Parameter(torch.zeros([]))  # r of RNI Eq. 18, init 0 (StyleGAN2)
             return
         opts = self.rni
         if opts.affine_init == "identity":
@@ -159,10 +159,10 @@ class NoiseInjection(nn.Module):
 
     # ------------------------------------------------------------------ RNI's sigma
     def sigma(self, mu: Tensor) -> Tensor:
-        """sigma(mu) of Eq. 13-16, [N, 1, H, W]; computed in float32 at least."""
+        """sigma(mu) of RNI Eq. 13-16, [N, 1, H, W]; computed in float32 at least."""
         opts = self.rni
         x = mu.float() if mu.dtype in (torch.float16, torch.bfloat16) else mu
-        if opts.reduction == "sum":  # Eq. 13
+        if opts.reduction == "sum":  # RNI Eq. 13
             red = x.sum(dim=1, keepdim=True)
         elif opts.reduction == "relu_neg_sum":
             red = torch.relu(-x).sum(dim=1, keepdim=True)
@@ -170,15 +170,15 @@ class NoiseInjection(nn.Module):
             red = x.abs().sum(dim=1, keepdim=True)
         else:
             red = (-x).amax(dim=1, keepdim=True)
-        s = red - red.mean(dim=[2, 3], keepdim=True)  # Eq. 14
+        s = red - red.mean(dim=[2, 3], keepdim=True)  # RNI Eq. 14
         if opts.scaling == "maxabs":
             s = s / s.abs().amax(dim=[2, 3], keepdim=True).clamp_min(1e-8)
         else:
             s = (s / (s.amax(dim=[2, 3], keepdim=True) + 1e-8) + 1.0) / 2.0
         gain = self.affine_gain
-        s_d = s * (self.A * gain).to(s.dtype) + (self.b * gain).to(s.dtype)  # Eq. 15
+        s_d = s * (self.A * gain).to(s.dtype) + (self.b * gain).to(s.dtype)  # RNI Eq. 15
         alpha = self.alpha.to(s.dtype)
-        s_prime = alpha * s_d + (1.0 - alpha)  # Eq. 16
+        s_prime = alpha * s_d + (1.0 - alpha)  # RNI Eq. 16
         if opts.norm == "rms":
             sigma = s_prime * torch.rsqrt(s_prime.square().mean(dim=[2, 3], keepdim=True) + 1e-8)
         else:
@@ -193,10 +193,10 @@ class NoiseInjection(nn.Module):
             raise ValueError(f"NoiseInjection built for {self.resolution}x{self.resolution}, got {list(mu.shape)}")
         eps = noise.to(mu.dtype) if noise is not None else self.draw(mu, noise_mode)
         r = self.strength.to(mu.dtype)
-        if self.kind == "eni":  # Eq. 18
+        if self.kind == "eni":  # RNI Eq. 18
             return mu if eps is None else mu + r * eps
         sigma = self.sigma(mu)
-        if self.rni.form == "paper":  # Eq. 17: o = r sigma mu + r sigma eps
+        if self.rni.form == "paper":  # RNI Eq. 17: o = r sigma mu + r sigma eps
             return r * sigma * (mu if eps is None else mu + eps)
         return sigma * (mu if eps is None else mu + r * eps)
 

@@ -13,7 +13,7 @@ Sec. 3.2 and Appendix 6.1 (reference: junyanz/pytorch-CycleGAN-and-pix2pix,
   number of down-samplings is log2(resolution), so the bottleneck is 1x1 (8 at 256 px).
 * **PatchGAN discriminator** (App. 6.1.2, the 70x70 one for ``n_layers=3``): C64-C128-C256
   with stride 2, C512 with stride 1, a 4x4 convolution to one logit per patch; it sees the
-  input and the output image concatenated (conditional GAN, Eq. 1).
+  input and the output image concatenated (conditional GAN, pix2pix Eq. 1).
 
 Widths are ``width * 2^i`` capped at ``max_width`` (pix2pix: 64 and 512).
 

@@ -15,8 +15,8 @@ RGB image to the upsampled sum) and a *residual* discriminator (Fig. 7c).
   followed by noise injection, bias and leaky ReLU; a 1x1 modulated ``ToRGB`` (no
   demodulation) per resolution whose images are summed after FIR upsampling.
 * Noise injection is one pluggable layer (:class:`~lightning_modules.nets.noise_injection.
-  NoiseInjection`): ``none``, ``eni`` (StyleGAN2's own, Eq. 18 of the RNI paper) or ``rni``
-  (Eq. 13-17), in every synthesis layer.
+  NoiseInjection`): ``none``, ``eni`` (StyleGAN2's own, RNI Eq. 18) or ``rni``
+  (RNI Eq. 13-17), in every synthesis layer.
 * :class:`StyleGAN2Discriminator`: ``FromRGB`` at full resolution, per resolution two 3x3
   convolutions (the second downsamples by 2) with a 1x1 residual skip scaled by sqrt(1/2)
   (``resnet``; ``orig`` drops the skip), then the epilogue at 4x4: minibatch standard

@@ -9,9 +9,9 @@ quality of StyleGAN"), each with a slow reference path beside the fast one.
   :func:`upfirdn2d_reference` sums shifted copies of the padded input, one per filter tap,
   which is the definition of a convolution written out; :func:`upfirdn2d` does the same with
   one depthwise ``conv2d`` and a reshape for the zero insertion.
-* **Modulated convolution** (StyleGAN2 Sec. 2.2, Eq. 1-3): w'_ijk = s_i w_ijk (Eq. 1);
-  demodulation w''_ijk = w'_ijk / sqrt(sum_ik w'_ijk^2 + eps) (Eq. 3), so that unit-variance
-  inputs give unit-variance outputs (Eq. 2).  :func:`modulated_conv2d_reference` builds each
+* **Modulated convolution** (StyleGAN2 Sec. 2.2, Eq. 1-3): w'_ijk = s_i w_ijk (StyleGAN2 Eq. 1);
+  demodulation w''_ijk = w'_ijk / sqrt(sum_ik w'_ijk^2 + eps) (StyleGAN2 Eq. 3), so that unit-variance
+  inputs give unit-variance outputs (StyleGAN2 Eq. 2).  :func:`modulated_conv2d_reference` builds each
   sample's weights and convolves one sample at a time; :func:`modulated_conv2d` either
   *fuses* the batch into a grouped convolution (StyleGAN2's "grouped convolution" trick,
   Sec. 2.2, last paragraph) or scales the activations before and after one shared convolution
@@ -235,9 +235,9 @@ def modulated_conv2d_reference(
     _check_modconv(x, weight, styles)
     out = []
     for n in range(x.shape[0]):
-        w = weight * styles[n].reshape(1, -1, 1, 1)  # Eq. 1: scale input channel i by s_i
+        w = weight * styles[n].reshape(1, -1, 1, 1)  # StyleGAN2 Eq. 1: scale input channel i by s_i
         if demodulate:
-            w = w / torch.sqrt(w.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8)  # Eq. 3
+            w = w / torch.sqrt(w.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8)  # StyleGAN2 Eq. 3
         out.append(conv2d_resample_reference(x[n : n + 1], w, f, up=up))
     return torch.cat(out)
 
@@ -255,7 +255,7 @@ def modulated_conv2d(
 
     ``fused=True``: per-sample weights [N O, I, k, k] and one grouped convolution (groups = N).
     ``fused=False``: x * s, one convolution with the shared weights, times the per-sample
-    demodulation coefficients (Eq. 3 written as an output scale) -- the same numbers, and on
+    demodulation coefficients (StyleGAN2 Eq. 3 written as an output scale) -- the same numbers, and on
     most hardware faster for training batches.
     """
     _check_modconv(x, weight, styles)
