@@ -52,7 +52,7 @@ from lightning_modules.vae import VAE
 __all__ = ["DEGAN", "HiddenLoss", "hidden_space_loss"]
 
 HiddenLoss = Literal["per_sample", "mean_features"]
-VAE_HOWTO = "python train.py fit -c configs/de_gan/digits_vae.yaml"
+VAE_HOWTO = "python train.py fit -c configs/de_gan/<data>_vae.yaml"  # digits, mnist, cifar10, celeba64
 
 
 def hidden_space_loss(h_real: torch.Tensor, h_gen: torch.Tensor, mode: HiddenLoss = "per_sample") -> torch.Tensor:
@@ -173,10 +173,9 @@ class DEGAN(AdversarialModule):
         if preconditioner == "vae":
             if not vae_ckpt:
                 raise ValueError(
-                    "DE-GAN's preconditioner (Eq. 8-9) needs the pretrained VAE: set model.init_args.vae_ckpt to the "
-                    f"checkpoint written by `{VAE_HOWTO}` (runs/de_gan/digits_vae/version_N/checkpoints/last.ckpt; "
-                    "other data: configs/de_gan/<data>_vae.yaml), or model.init_args.preconditioner: none for the "
-                    "DCGAN baseline"
+                    "DE-GAN's preconditioner (DE-GAN Eq. 8-9) needs the pretrained VAE: set model.init_args.vae_ckpt to the "
+                    f"checkpoint written by `{VAE_HOWTO}` (runs/de_gan/<data>_vae/version_N/checkpoints/last.ckpt), "
+                    "or model.init_args.preconditioner: none for the DCGAN baseline"
                 )
             path = resolve_checkpoint(vae_ckpt, "model.init_args.vae_ckpt", VAE_HOWTO)
             self.hparams["vae_ckpt"] = path  # the exact file, so a reload finds the same VAE
