@@ -10,11 +10,11 @@ import io
 import json
 import os
 import zipfile
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["encode", "synthetic_images", "write_image_folder", "write_image_zip"]
+__all__ = ["dataset_tool_files", "encode", "synthetic_images", "write_image_folder", "write_image_zip"]
 
 
 def synthetic_images(
@@ -63,8 +63,7 @@ def _tool_names(count: int, ext: str) -> list[str]:
     return [f"{i // 1000:05d}/img{i:08d}.{ext}" for i in range(count)]
 
 
-def write_image_folder(
-    root: str,
+def dataset_tool_files(
     count: int,
     size: int = 32,
     channels: int = 3,
@@ -73,42 +72,46 @@ def write_image_folder(
     num_classes: int = 10,
     seed: int = 0,
     names: Optional[Sequence[str]] = None,
-) -> list[str]:
-    """Write ``count`` images under ``root`` in the dataset tool's nested layout.
+) -> tuple[list[str], list[bytes], Optional[list[list[Any]]]]:
+    """``count`` encoded images in the dataset tool's layout: their relative names, bytes and labels.
 
-    With ``labels``, also write ``dataset.json`` (``{"labels": [[name, label], ...]}``).
-    Returns the relative file names.
+    Names default to the tool's nested ``{i // 1000:05d}/img{i:08d}.<fmt>``; the labels are
+    ``dataset.json``'s ``[[name, label], ...]`` with ``labels``, else ``None``.
     """
     images, classes = synthetic_images(count, size, channels=channels, num_classes=num_classes, seed=seed)
     names = list(names) if names is not None else _tool_names(count, fmt)
-    for name, image in zip(names, images):
+    meta = [[n, int(c)] for n, c in zip(names, classes)] if labels else None
+    return names, [encode(image, fmt) for image in images], meta
+
+
+def write_image_folder(root: str, count: int, size: int = 32, **options: Any) -> list[str]:
+    """Write ``count`` images under ``root`` in the dataset tool's nested layout; the relative names.
+
+    ``options`` are :func:`dataset_tool_files`' (``channels``, ``fmt``, ``labels``, ``num_classes``,
+    ``seed``, ``names``).  With ``labels``, also write ``dataset.json`` (``{"labels": [[name, label], ...]}``).
+    """
+    names, files, meta = dataset_tool_files(count, size, **options)
+    for name, data in zip(names, files):
         path = os.path.join(root, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
-            f.write(encode(image, fmt))
-    if labels:
+            f.write(data)
+    if meta is not None:
         with open(os.path.join(root, "dataset.json"), "w") as f:
-            json.dump({"labels": [[n, int(c)] for n, c in zip(names, classes)]}, f)
+            json.dump({"labels": meta}, f)
     return names
 
 
-def write_image_zip(
-    path: str,
-    count: int,
-    size: int = 32,
-    channels: int = 3,
-    fmt: str = "png",
-    labels: bool = False,
-    num_classes: int = 10,
-    seed: int = 0,
-) -> list[str]:
-    """Write a zip as ``dataset_tool.py --dest=*.zip`` does (stored, not deflated: PNGs are compressed)."""
-    images, classes = synthetic_images(count, size, channels=channels, num_classes=num_classes, seed=seed)
-    names = _tool_names(count, fmt)
+def write_image_zip(path: str, count: int, size: int = 32, **options: Any) -> list[str]:
+    """Write a zip as ``dataset_tool.py --dest=*.zip`` does (stored, not deflated: PNGs are compressed).
+
+    ``options`` as :func:`write_image_folder`'s; the zip always holds a ``dataset.json``
+    (``{"labels": null}`` without labels).
+    """
+    names, files, meta = dataset_tool_files(count, size, **options)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, image in zip(names, images):
-            archive.writestr(name, encode(image, fmt))
-        meta = {"labels": [[n, int(c)] for n, c in zip(names, classes)] if labels else None}
-        archive.writestr("dataset.json", json.dumps(meta))
+        for name, data in zip(names, files):
+            archive.writestr(name, data)
+        archive.writestr("dataset.json", json.dumps({"labels": meta}))
     return names
