@@ -22,7 +22,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "configs" / "noise_dim" / "digits_demo.yaml")
 #: Lightning's own log lines (stderr) that a run prints before its data or callbacks fail.
-LIGHTNING_INFO = re.compile(r"Seed set to \d+|GPU available|TPU available|HPU available|💡 Tip|You are using")
+# Lightning's own lines before a run starts; the srun one appears where SLURM is installed but not used.
+LIGHTNING_INFO = re.compile(
+    r"Seed set to \d+|GPU available|TPU available|HPU available|💡 Tip|You are using"
+    r"|.*lightning/fabric/plugins/environments/slurm\.py:\d+: The `srun` command is available on your system"
+)
 
 DRIVER = r"""
 import json, os, runpy, sys, traceback

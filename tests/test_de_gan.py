@@ -154,9 +154,9 @@ def test_preconditioner_none_is_dcgan_with_the_same_generator(vae_ckpt):
 
 
 def test_missing_or_mismatched_vae_is_an_actionable_error(vae_ckpt, tmp_path):
-    with pytest.raises(ValueError, match=r"(?s)model\.init_args\.vae_ckpt.*configs/de_gan/digits_vae\.yaml"):
+    with pytest.raises(ValueError, match=r"(?s)model\.init_args\.vae_ckpt.*configs/de_gan/<data>_vae\.yaml"):
         _degan(None)
-    with pytest.raises(FileNotFoundError, match=r"(?s)model\.init_args\.vae_ckpt.*digits_vae\.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"(?s)model\.init_args\.vae_ckpt.*configs/de_gan/<data>_vae\.yaml"):
         _degan(str(tmp_path / "nope.ckpt"))
     with pytest.raises(ValueError, match="noise.dim"):
         _degan(vae_ckpt, noise={"dim": LATENT + 1})
