@@ -81,6 +81,10 @@ class ConditionNumber(Callback):
         self.values: Optional[torch.Tensor] = None
         self._validations = 0
 
+    def hparams_metrics(self) -> list[str]:
+        """The tags of the metrics it logs: a run's TensorBoard hparams session lists them (``AdversarialLoop.session_metrics``)."""
+        return ["metrics/mc", "metrics/ttmc"]
+
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         needs = ["noise", "generate"] + (["mapping", "synthesize"] if self.space == "w" else [])
