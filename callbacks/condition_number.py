@@ -82,7 +82,7 @@ class ConditionNumber(Callback):
         self._validations = 0
 
     def hparams_metrics(self) -> list[str]:
-        """The tags of the metrics it logs: a run's TensorBoard hparams session lists them (``AdversarialLoop.session_metrics``)."""
+        """The tags of the metrics it logs, which a run's TensorBoard hparams session lists as its metrics."""
         return ["metrics/mc", "metrics/ttmc"]
 
     # ------------------------------------------------------------------ hooks

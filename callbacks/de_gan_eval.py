@@ -159,7 +159,7 @@ class DEGANEvaluation(Callback):
         return self.real_diversity
 
     def hparams_metrics(self) -> list[str]:
-        """The tags of the metrics it logs: a run's TensorBoard hparams session lists them (``AdversarialLoop.session_metrics``)."""
+        """The tags of the metrics it logs, which a run's TensorBoard hparams session lists as its metrics."""
         return ["de_gan/accuracy", "de_gan/rdd_mean"] if self.classifier_ckpt is not None else []
 
     # ------------------------------------------------------------------ hooks

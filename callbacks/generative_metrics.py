@@ -246,7 +246,7 @@ class GenerativeMetrics(Callback):
             )
 
     def hparams_metrics(self) -> list[str]:
-        """The tags of the metrics it logs: a run's TensorBoard hparams session lists them (``AdversarialLoop.session_metrics``)."""
+        """The tags of the metrics it logs, which a run's TensorBoard hparams session lists as its metrics."""
         names = ["metrics/fid", "metrics/kid_mean"]
         if self.precision_recall:
             names += ["metrics/precision", "metrics/recall"]

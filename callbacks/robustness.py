@@ -130,7 +130,7 @@ class NoiseRobustness(Callback):
         self.folder: Optional[str] = None
 
     def hparams_metrics(self) -> list[str]:
-        """The tags of the metrics it logs: a run's TensorBoard hparams session lists them (``AdversarialLoop.session_metrics``)."""
+        """The tags of the metrics it logs, which a run's TensorBoard hparams session lists as its metrics."""
         return [f"robustness/{noise}/psnr_average" for noise in self.noise_types]
 
     # ------------------------------------------------------------------ hooks

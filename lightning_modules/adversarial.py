@@ -94,7 +94,7 @@ def gaussian_bits(values: int, dtype: torch.dtype) -> float:
 
 
 def register_hparams_session(logger: TensorBoardLogger, params: dict[str, Any], metrics: list[str]) -> None:
-    """Write one TensorBoard hparams session into ``logger``'s run: ``params`` as its hyperparameters, ``metrics`` as its metrics.
+    """Write one TensorBoard hparams session into ``logger``'s run: ``params``, and ``metrics`` as its metric tags.
 
     What ``TensorBoardLogger.log_hyperparams(params, metrics)`` writes (the experiment, the
     session start and end), without logging placeholder values for the metrics: the HPARAMS tab
@@ -277,8 +277,8 @@ class AdversarialLoop(LightningModule):
     def session_hparams(self) -> dict[str, Any]:
         """The run's key settings, registered as the hyperparameters of its TensorBoard hparams session.
 
-        The method, the data, the run seed (``seed_everything``'s), the ``session_keys`` of the
-        model's ``__init__`` arguments and the randomness figures (:meth:`noise_hparams`).
+        The method, the data, the run seed (``seed_everything``'s) and the ``session_keys`` of the
+        model's ``__init__`` arguments; the session adds the randomness figures (:meth:`noise_hparams`).
         """
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         seed = os.environ.get("PL_GLOBAL_SEED")
@@ -515,13 +515,13 @@ class AdversarialModule(AdversarialLoop):
 
     # ------------------------------------------------------------------ randomness budget and session
     def randomness_budget(self) -> dict[str, float]:
-        """The shared parts (see :meth:`AdversarialLoop.randomness_budget`), with ``z`` the noise spec's entropy as drawn."""
+        """The shared parts (:meth:`AdversarialLoop.randomness_budget`); ``z`` is the noise spec's entropy as drawn."""
         budget = super().randomness_budget()
         budget["z"] = self.noise.entropy_bits()
         return budget
 
     def noise_hparams(self) -> dict[str, float]:
-        """The noise entropy, as drawn and ideal (Noise-dim Eq. 7), then the budget: the bridge between H(G(Z)) <= H(Z) and training."""
+        """The noise entropy as drawn and ideal (Noise-dim Eq. 7), then the budget: H(G(Z)) <= H(Z) meets training."""
         # entropy_bits_ideal() comes with the entropy-as-drawn NoiseSpec; before it, entropy_bits() is the ideal one.
         ideal = getattr(self.noise, "entropy_bits_ideal", self.noise.entropy_bits)
         return {"noise/entropy_bits": self.noise.entropy_bits(), "noise/entropy_bits_ideal": ideal(),
