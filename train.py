@@ -20,7 +20,8 @@ package, e.g. ``class_path: NoiseDimGAN``).  Defaults, each overridable in the c
 * ``validate`` / ``test`` / ``predict`` refuse to run without ``--ckpt_path`` (a freshly
   initialised model gives meaningless numbers); ``--allow_untrained true`` overrides.
 
-After ``fit`` it prints where the run, the last checkpoint and the last sample grid are.
+After ``fit`` it prints where the run, the last checkpoint and the last sample grid are, the
+noise and the generator's randomness budget (``Budget:``, bits per sample and its parts).
 
 A user error -- a misspelt key (on the command line or in a YAML), a bad value, a missing
 dataset, checkpoint or weights file, a file that is not a checkpoint -- prints one line,
@@ -34,6 +35,7 @@ import argparse
 import difflib
 import importlib
 import inspect
+import math
 import os
 import re
 import typing
@@ -117,8 +119,17 @@ class NoiseGANCLI(LightningCLI):
         noise = getattr(self.model, "noise", None)
         if noise is not None:
             lines.append(f"Noise:       {noise}")
+        budget = getattr(self.model, "randomness_budget", None)
+        if callable(budget):
+            lines.append(f"Budget:      {format_budget(budget())}")
         lines.append(f"Steps:       {self.trainer.global_step} optimiser steps, epoch {self.trainer.current_epoch}")
         print("\n" + "\n".join(lines), flush=True)
+
+
+def format_budget(parts: dict[str, float]) -> str:
+    """A randomness budget in one line: the total bits per sample, then each part."""
+    total = math.fsum(parts.values())
+    return f"{total:.2f} bits/sample (" + ", ".join(f"{name} {bits:.2f}" for name, bits in parts.items()) + ")"
 
 
 def _logger_root(cli: LightningCLI, log_dir: Optional[str]) -> str:

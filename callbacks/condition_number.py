@@ -81,6 +81,10 @@ class ConditionNumber(Callback):
         self.values: Optional[torch.Tensor] = None
         self._validations = 0
 
+    def hparams_metrics(self) -> list[str]:
+        """The tags of the metrics it logs, which a run's TensorBoard hparams session lists as its metrics."""
+        return ["metrics/mc", "metrics/ttmc"]
+
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         needs = ["noise", "generate"] + (["mapping", "synthesize"] if self.space == "w" else [])

@@ -158,6 +158,10 @@ class DEGANEvaluation(Callback):
         self.real_diversity = class_diversity(torch.cat(images), torch.cat(labels), num_classes)
         return self.real_diversity
 
+    def hparams_metrics(self) -> list[str]:
+        """The tags of the metrics it logs, which a run's TensorBoard hparams session lists as its metrics."""
+        return ["de_gan/accuracy", "de_gan/rdd_mean"] if self.classifier_ckpt is not None else []
+
     # ------------------------------------------------------------------ hooks
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         epoch = trainer.current_epoch + 1

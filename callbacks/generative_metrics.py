@@ -245,6 +245,13 @@ class GenerativeMetrics(Callback):
                 "and a str `identity` (see evaluation.features)"
             )
 
+    def hparams_metrics(self) -> list[str]:
+        """The tags of the metrics it logs, which a run's TensorBoard hparams session lists as its metrics."""
+        names = ["metrics/fid", "metrics/kid_mean"]
+        if self.precision_recall:
+            names += ["metrics/precision", "metrics/recall"]
+        return names + (["metrics/ppl"] if self.ppl_samples else [])
+
     # ------------------------------------------------------------------ Lightning hooks
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or self._skip_fast_dev_run(trainer):

@@ -128,6 +128,10 @@ class KnownSourceEvaluation(Callback):
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._evaluate(trainer, pl_module, log=True, write=True)
 
+    def hparams_metrics(self) -> list[str]:
+        """The tags of the metrics it logs, which a run's TensorBoard hparams session lists as its metrics."""
+        return ["known_source/H_q_bits", *(f"known_source/D_{d}" for d in self.divergences)]
+
     def state_dict(self) -> dict[str, Any]:
         return {"validations": self._validations}
 

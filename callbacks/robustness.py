@@ -129,6 +129,10 @@ class NoiseRobustness(Callback):
         self.theory: Optional[dict[str, Any]] = None
         self.folder: Optional[str] = None
 
+    def hparams_metrics(self) -> list[str]:
+        """The tags of the metrics it logs, which a run's TensorBoard hparams session lists as its metrics."""
+        return [f"robustness/{noise}/psnr_average" for noise in self.noise_types]
+
     # ------------------------------------------------------------------ hooks
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not self.every_n_epochs or trainer.fast_dev_run:

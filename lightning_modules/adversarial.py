@@ -37,6 +37,15 @@ A method supplies its networks and losses, never the loop:
   (``generator_input``, ``fake_images``, ``critic``, ``discriminate``);
 * frozen pretrained networks go in a :class:`~lightning_modules.frozen.Frozen` wrapper.
 
+What a run registers.  At the start of every ``fit`` and ``test`` the loop logs the generator's
+randomness budget (:meth:`AdversarialLoop.randomness_budget`: bits per generated sample of each
+random input at sampling time; ``noise/budget_bits`` and ``noise/budget/<part>``, with the noise
+entropy ``noise/entropy_bits`` / ``noise/entropy_bits_ideal``) into ``hparams.yaml`` and as
+scalars, and registers one TensorBoard hparams session per run
+(:func:`register_hparams_session`): the method's key settings (:meth:`AdversarialLoop.session_hparams`)
+as hyperparameters, and the final metrics the run logs (the module's
+:meth:`AdversarialLoop.session_metrics` plus every callback's ``hparams_metrics()``) as its metrics.
+
 Step counting.  Lightning's ``trainer.global_step`` counts *optimiser* steps, so one GAN
 iteration (D step + G step) advances it by 2: ``--trainer.max_steps`` and the ``step=``
 in checkpoint names are optimiser steps.  TensorBoard's x-axis and ``log_every_n_steps``
@@ -45,6 +54,8 @@ count iterations (batches).  ``train/kimg`` logs thousands of real images shown 
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any, Callable, Optional
 
 import torch
@@ -60,10 +71,43 @@ from lightning_modules.nets.ema import EMA, ema_beta
 from lightning_modules.nets.noise_injection import NoiseInjection
 from lightning_modules.regularizers import PathLengthPenalty, r1_penalty
 
-__all__ = ["AdversarialLoop", "AdversarialModule", "Losses"]
+__all__ = ["AdversarialLoop", "AdversarialModule", "Losses", "gaussian_bits", "register_hparams_session"]
 
 Losses = tuple[torch.Tensor, dict[str, torch.Tensor]]
 """What ``d_loss`` and ``g_loss`` return: the loss to minimise and the detached terms to log."""
+
+
+#: The dtype a layer computes in under each mixed precision (its outputs, and noise drawn like them).
+_AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def gaussian_bits(values: int, dtype: torch.dtype) -> float:
+    """Entropy in bits of ``values`` i.i.d. N(0, 1) scalars drawn in ``dtype`` (0 for none).
+
+    Computed by the noise spec (``NoiseSpec(dim=values, distribution="gaussian").entropy_bits()``),
+    so it counts what torch draws exactly as the spec counts z.
+    """
+    if values <= 0:
+        return 0.0
+    fmt = str(dtype).removeprefix("torch.")
+    return NoiseSpec(dim=int(values), distribution="gaussian", format=fmt).entropy_bits()  # type: ignore[arg-type]
+
+
+def register_hparams_session(logger: TensorBoardLogger, params: dict[str, Any], metrics: list[str]) -> None:
+    """Write one TensorBoard hparams session into ``logger``'s run: ``params``, and ``metrics`` as its metric tags.
+
+    What ``TensorBoardLogger.log_hyperparams(params, metrics)`` writes (the experiment, the
+    session start and end), without logging placeholder values for the metrics: the HPARAMS tab
+    shows, for each metric tag, the last scalar the run logs under it.  ``None`` values are
+    left out; values that are not numbers, strings or booleans are written as strings.
+    """
+    from torch.utils.tensorboard.summary import hparams
+
+    clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items() if v is not None}
+    writer = logger.experiment._get_file_writer()
+    for summary in hparams(clean, dict.fromkeys(metrics, 0.0)):
+        writer.add_summary(summary)
+    writer.flush()
 
 
 def _positive_int(key: str, value: Any) -> int:
@@ -84,6 +128,8 @@ class AdversarialLoop(LightningModule):
     generator_ema: Optional[EMA]
     progress_bar_keys: tuple[str, ...] = ("loss_d", "loss_g")
     """The logged terms also shown in the progress bar."""
+    session_keys: tuple[str, ...] = ()
+    """The ``__init__`` arguments (``hparams`` keys) registered as hyperparameters of the run's TensorBoard session."""
 
     def _init_loop(
         self,
@@ -178,6 +224,100 @@ class AdversarialLoop(LightningModule):
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k not in self.progress_bar_keys})
         self.log("train/kimg", self.images_seen / 1000.0)
 
+    # ------------------------------------------------------------------ randomness budget
+    @property
+    def _compute_dtype(self) -> torch.dtype:
+        return next(self.generator.parameters()).dtype
+
+    @property
+    def _activation_dtype(self) -> torch.dtype:
+        """The dtype of the generator's activations: the autocast dtype under mixed precision."""
+        precision = str(self.trainer.precision) if self._trainer is not None else ""
+        return _AUTOCAST_DTYPES.get(precision, self._compute_dtype)
+
+    @property
+    def sampling_network(self) -> nn.Module:
+        """The network ``generate`` samples by default: the EMA copy where there is one, else G."""
+        return self.generator_ema.module if self.generator_ema is not None else self.generator
+
+    def randomness_budget(self) -> dict[str, float]:
+        """Bits of randomness a generated sample receives, per random input of the generator, at sampling time.
+
+        The parts (entropy per sample, bits; each an upper bound on what it adds to H(G)):
+
+        * ``z``: the noise z (the noise spec's entropy as drawn; 0 without one);
+        * ``injected``: per-layer injected Gaussian noise (StyleGAN2, RNI) in the layers' own
+          noise mode: in ``random`` mode the values one sample draws (an H x W map per layer)
+          times the entropy of one value as drawn; ``const`` and ``none`` draw nothing;
+        * ``labels``: class labels a conditional generator is fed (0 here);
+        * ``dropout``: Bernoulli draws of dropout active at sampling time, times H(p).  Sampling
+          (``generate`` in the evaluation loops and the callbacks, NoisyI2I's ``translate``)
+          runs the generator in eval mode, where ``torch.nn.Dropout`` draws nothing: 0.
+
+        Methods add their own stochastic inputs (DE-GAN's encoder sample, NoisyI2I's
+        evaluation noise).  Logged as ``noise/budget_bits`` (the sum) and ``noise/budget/<part>``.
+        """
+        return {"z": 0.0, "injected": self._injected_bits(), "labels": 0.0, "dropout": 0.0}
+
+    def _injected_bits(self) -> float:
+        """Entropy of the per-layer noise one sample draws in the sampling network's default noise modes."""
+        values = sum(
+            m.resolution**2  # eps is [N, 1, H, W]: one H x W map per sample and layer
+            for m in self.sampling_network.modules()
+            if isinstance(m, NoiseInjection) and m.kind != "none" and m.noise_mode == "random"
+        )
+        return gaussian_bits(values, self._activation_dtype)
+
+    def noise_hparams(self) -> dict[str, float]:
+        """The randomness figures logged with the hyperparameters: the budget's total and its parts."""
+        budget = self.randomness_budget()
+        return {"noise/budget_bits": math.fsum(budget.values()), **{f"noise/budget/{k}": v for k, v in budget.items()}}
+
+    # ------------------------------------------------------------------ the TensorBoard hparams session
+    def session_hparams(self) -> dict[str, Any]:
+        """The run's key settings, registered as the hyperparameters of its TensorBoard hparams session.
+
+        The method, the data, the run seed (``seed_everything``'s) and the ``session_keys`` of the
+        model's ``__init__`` arguments; the session adds the randomness figures (:meth:`noise_hparams`).
+        """
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        params: dict[str, Any] = {
+            "method": type(self).__name__,
+            "data": type(datamodule).__name__ if datamodule is not None else None,
+            "seed": int(seed) if seed is not None else None,
+        }
+        params.update({key: self.hparams.get(key) for key in self.session_keys})
+        return params
+
+    def session_metrics(self, stage: str) -> list[str]:
+        """The metric tags of the run's hparams session: the module's own (none here) and the callbacks'.
+
+        A callback that logs final metrics lists their tags in ``hparams_metrics()``
+        (``callbacks.GenerativeMetrics``: ``metrics/fid``, ...).  ``stage`` is ``fit`` or ``test``.
+        """
+        names: list[str] = []
+        for callback in self.trainer.callbacks if self._trainer is not None else []:
+            listed = getattr(callback, "hparams_metrics", None)
+            if callable(listed):
+                names.extend(listed())
+        return list(dict.fromkeys(names))
+
+    def _register_run(self, stage: str) -> None:
+        """Log the randomness figures (hparams.yaml, scalars) and register the run's one hparams session."""
+        figures = self.noise_hparams()
+        for logger in self.loggers:
+            if not isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(figures)
+                continue
+            # Into hparams.yaml (written by logger.save()); not through log_hyperparams, which would
+            # register a session of its own under default_hp_metric: true.
+            logger.hparams.update(figures)
+            if self.trainer.is_global_zero:
+                logger.log_metrics(figures, step=0)
+                params = {**self.session_hparams(), **figures}
+                register_hparams_session(logger, params, self.session_metrics(stage))
+
     # ------------------------------------------------------------------ Lightning hooks
     def configure_optimizers(self):
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=self.betas)
@@ -204,6 +344,10 @@ class AdversarialLoop(LightningModule):
         take_over_gradient_sync(self)  # DDP: each step averages its own network's gradients
         if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
             self.logger.experiment.add_custom_scalars(self.custom_scalars())
+        self._register_run("fit")
+
+    def on_test_start(self) -> None:
+        self._register_run("test")
 
     def custom_scalars(self) -> dict[str, Any]:
         """TensorBoard custom-scalars layout: the method's curves grouped on one page."""
@@ -313,10 +457,6 @@ class AdversarialModule(AdversarialLoop):
         return g.synthesis(ws), (ws if return_ws else None)
 
     # ------------------------------------------------------------------ sampling API
-    @property
-    def _compute_dtype(self) -> torch.dtype:
-        return next(self.generator.parameters()).dtype
-
     def generator_input(self, z: torch.Tensor) -> torch.Tensor:
         """The generator's input for noise ``z`` as the spec draws it (identity; DE-GAN preconditions it)."""
         return z
@@ -372,14 +512,29 @@ class AdversarialModule(AdversarialLoop):
                 "Use --trainer.precision 64-true to keep float64 noise."
             )
         self._warn_if_autocast_rounds_the_noise()
-        # The noise entropy joins the run's hyperparameters (hparams.yaml, TensorBoard's HPARAMS
-        # tab): the bridge between the theory (H(G(Z)) <= H(Z)) and training.
-        entropy = {
-            "noise/entropy_bits": self.noise.entropy_bits(),
-            "noise/entropy_bits_per_dim": self.noise.entropy_bits_per_dim(),
-        }
-        for logger in self.loggers:
-            logger.log_hyperparams(entropy, metrics=entropy if isinstance(logger, TensorBoardLogger) else None)
+
+    # ------------------------------------------------------------------ randomness budget and session
+    def randomness_budget(self) -> dict[str, float]:
+        """The shared parts (:meth:`AdversarialLoop.randomness_budget`); ``z`` is the noise spec's entropy as drawn."""
+        budget = super().randomness_budget()
+        budget["z"] = self.noise.entropy_bits()
+        return budget
+
+    def noise_hparams(self) -> dict[str, float]:
+        """The noise entropy as drawn and ideal (Noise-dim Eq. 7), then the budget: H(G(Z)) <= H(Z) meets training."""
+        # entropy_bits_ideal() comes with the entropy-as-drawn NoiseSpec; before it, entropy_bits() is the ideal one.
+        ideal = getattr(self.noise, "entropy_bits_ideal", self.noise.entropy_bits)
+        return {"noise/entropy_bits": self.noise.entropy_bits(), "noise/entropy_bits_ideal": ideal(),
+                **super().noise_hparams()}  # fmt: skip
+
+    def session_hparams(self) -> dict[str, Any]:
+        """The shared settings plus the noise: dimension, distribution, and format (``bits`` for discrete noise)."""
+        params = super().session_hparams()
+        params.update({"noise/dim": self.noise.dim, "noise/distribution": self.noise.distribution,
+                       "noise/format": self.noise.format})  # fmt: skip
+        if self.noise.distribution == "discrete":
+            params["noise/bits"] = self.noise.bits
+        return params
 
     def _warn_if_autocast_rounds_the_noise(self) -> None:
         """Under ``bf16-mixed`` / ``16-mixed`` the generator's first layer rounds the noise to the autocast format."""

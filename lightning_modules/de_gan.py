@@ -43,7 +43,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from core.io import file_sha256, resolve_checkpoint
 from core.noise import NoiseSpec
-from lightning_modules.adversarial import AdversarialModule, Losses
+from lightning_modules.adversarial import AdversarialModule, Losses, gaussian_bits
 from lightning_modules.frozen import Frozen
 from lightning_modules.losses import LossName
 from lightning_modules.nets.de_gan import Arch, DEGANDiscriminator, DEGANGenerator, check_arch
@@ -180,6 +180,22 @@ class DEGAN(AdversarialModule):
             path = resolve_checkpoint(vae_ckpt, "model.init_args.vae_ckpt", VAE_HOWTO)
             self.hparams["vae_ckpt"] = path  # the exact file, so a reload finds the same VAE
             self._set_vae(self._load_vae(path))
+
+    session_keys = ("preconditioner", "encoder_output", "arch", "g_width", "d_width", "lambda_hidden", "hidden_loss")
+
+    # ------------------------------------------------------------------ randomness budget
+    def randomness_budget(self) -> dict[str, float]:
+        """The shared parts; ``encoder_output: sample`` adds ``encoder_sample``.
+
+        z' ~ q(z|x_hat) = mu + sigma eps draws eps ~ N(0, I) of the VAE's latent size in the VAE's
+        dtype (:meth:`precondition`): one more Gaussian vector per sample.  ``mean`` (and
+        ``preconditioner: none``) draws nothing: 0.
+        """
+        budget = super().randomness_budget()
+        vae, budget["encoder_sample"] = self.vae, 0.0
+        if vae is not None and self.encoder_output == "sample":
+            budget["encoder_sample"] = gaussian_bits(vae.latent_dim, next(vae.parameters()).dtype)
+        return budget
 
     # ------------------------------------------------------------------ the frozen VAE
     @property

@@ -23,12 +23,17 @@ Backbones (Sec. 5.1 of the paper trains BigGAN and StyleGAN2-ADA):
   and every layer's width is proportional to ``ch``.  StyleGAN normalises z before the
   mapping network, which keeps only its direction: ``normalize_z: false`` keeps |z| too
   (with n = 1 the normalised z has two values).  ADA's CIFAR recipe is a config
-  (``configs/noise_dim/cifar10_stylegan2_ada.yaml``).
+  (``configs/noise_dim/cifar10_stylegan2_ada.yaml``).  ``layer_noise`` is the noise mode of
+  StyleGAN2's per-layer noise injection in training and sampling: ``random`` (NVlabs' ADA, the
+  default: H x W fresh Gaussian values per layer and sample, 2,704 at 32 px) or ``const`` /
+  ``none``, which leave z the generator's only randomness (the noise-dimension configs:
+  ``none``).
 
 Conditional training (``num_classes`` > 0) takes the labels of each real batch: D scores
 the real images with their labels, and G draws as many fakes *with the same labels*, so
 the fakes follow the data's class frequencies.  ``generate(z)`` without labels (sample
-grids, FID) uses labels ``i mod num_classes`` for the i-th sample.
+grids, FID) uses labels ``i mod num_classes`` for the i-th sample: uniform class frequencies,
+log2(num_classes) bits per sample in the randomness budget (``labels``).
 
 ``augment: ada`` puts ADA's augmentation (:mod:`lightning_modules.nets.ada`) in front of
 D in training steps: D sees augment(real) and augment(fake) in the D step and
@@ -39,6 +44,7 @@ in every checkpoint; ``train/ada_p`` and ``train/ada_rt`` log it.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Optional
 
 import torch
@@ -50,6 +56,7 @@ from lightning_modules.losses import LossName
 from lightning_modules.nets.ada import AdaptiveAugment, AugmentPipe
 from lightning_modules.nets.biggan import BigGANDiscriminator, BigGANGenerator
 from lightning_modules.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from lightning_modules.nets.noise_injection import NoiseMode, set_noise_mode
 from lightning_modules.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 __all__ = ["NoiseDimGAN"]
@@ -99,6 +106,11 @@ class NoiseDimGAN(AdversarialModule):
         mbstd_group_size: StyleGAN2 D's minibatch-stddev group (32 in ADA's CIFAR config).
         d_architecture: StyleGAN2 D: ``resnet`` or ``orig`` (ADA's CIFAR config).
         normalize_z: StyleGAN2: normalise z before the mapping network.
+        layer_noise: StyleGAN2: noise mode of the per-layer noise injection, in training and
+            sampling alike: ``random`` (NVlabs' ADA: a fresh N(0, 1) map per layer and sample),
+            ``const`` (a fixed map per layer, drawn at construction and kept in the checkpoint)
+            or ``none`` (no per-layer noise).  ``const`` and ``none`` leave z the generator's
+            only randomness; ``generate(noise_mode=...)`` still overrides it per call.
         r1_gamma: R1 weight (StyleGAN2-ADA: 0.01 on CIFAR); 0 disables it.
         r1_interval: lazy R1 every this many D steps.
         pl_weight: path-length weight (StyleGAN2 backbone; ADA's CIFAR config: 0).
@@ -138,6 +150,7 @@ class NoiseDimGAN(AdversarialModule):
         mbstd_group_size: int = 4,
         d_architecture: Literal["resnet", "orig"] = "resnet",
         normalize_z: bool = True,
+        layer_noise: NoiseMode = "random",
         r1_gamma: float = 0.0,
         r1_interval: int = 16,
         pl_weight: float = 0.0,
@@ -158,6 +171,19 @@ class NoiseDimGAN(AdversarialModule):
         if num_classes < 0:
             raise ValueError(f"model.init_args.num_classes must be >= 0 (0: unconditional), got {num_classes}")
         self.num_classes = num_classes
+        if layer_noise not in ("random", "const", "none"):
+            raise ValueError(f"unknown model.init_args.layer_noise {layer_noise!r}; expected random, const or none")
+        if layer_noise != "random" and backbone != "stylegan2_ada":
+            raise ValueError(
+                f"model.init_args.layer_noise {layer_noise!r} needs backbone: stylegan2_ada (the only backbone with "
+                f"per-layer noise); backbone {backbone} takes z alone"
+            )
+        # The widths the networks are built with (after ch), registered in the run's hparams session.
+        self.widths = (
+            {"channel_base": channel_base, "channel_max": channel_max}
+            if backbone == "stylegan2_ada"
+            else {"g_width": g_width, "d_width": d_width}
+        )
         if backbone == "dcgan":
             if num_classes:
                 raise ValueError("model.init_args.num_classes > 0 needs backbone: biggan (the DCGAN is unconditional)")
@@ -170,6 +196,7 @@ class NoiseDimGAN(AdversarialModule):
                 noise.dim, w_dim, resolution, channels, channel_base, channel_max, mapping_layers,
                 noise_injection="eni", normalize_z=normalize_z,
             )  # fmt: skip
+            set_noise_mode(self.generator, layer_noise)  # before the EMA copy, which inherits it
             self.discriminator = StyleGAN2Discriminator(
                 resolution, channels, channel_base, channel_max, d_architecture, mbstd_group_size
             )
@@ -202,6 +229,29 @@ class NoiseDimGAN(AdversarialModule):
             pl_interval=pl_interval,
             style_mixing_prob=style_mixing_prob,
         )
+
+    session_keys = ("backbone", "ch", "num_classes", "augment", "loss")
+
+    # ------------------------------------------------------------------ randomness budget
+    def randomness_budget(self) -> dict[str, float]:
+        """The shared parts; a conditional BigGAN adds ``labels``: log2(num_classes) bits.
+
+        ``generate`` without labels feeds sample i the class ``i mod num_classes``: uniform
+        frequencies (exactly, for batches that are multiples of ``num_classes``).  In training G
+        takes the labels of the real batch instead, so its fakes carry the data's class entropy,
+        at most log2(num_classes).
+        """
+        budget = super().randomness_budget()
+        if self.hparams.backbone == "biggan" and self.num_classes > 1:
+            budget["labels"] = math.log2(self.num_classes)
+        return budget
+
+    def session_hparams(self) -> dict[str, Any]:
+        """The shared settings, the widths the networks were built with, and StyleGAN2's ``layer_noise``."""
+        params = {**super().session_hparams(), **self.widths}
+        if self.hparams.backbone == "stylegan2_ada":
+            params["layer_noise"] = self.hparams.layer_noise
+        return params
 
     # ------------------------------------------------------------------ conditioning
     def default_labels(self, batch_size: int) -> Optional[torch.Tensor]:

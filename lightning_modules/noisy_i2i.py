@@ -52,7 +52,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
 from core.seeding import seeded_generator
-from lightning_modules.adversarial import AdversarialLoop, Losses
+from lightning_modules.adversarial import AdversarialLoop, Losses, gaussian_bits
 from lightning_modules.losses import LossName, d_loss_fn, g_loss_fn
 from lightning_modules.nets.pix2pix import (
     FeatureNoise,
@@ -157,6 +157,42 @@ class NoisyI2I(AdversarialLoop):
         self._noise_rng: Optional[torch.Generator] = None
         self._eval_rng: Optional[torch.Generator] = None
         self._val_batch: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+    session_keys = ("sigma_t2", "feature_noise", "feature_noise_sigma2", "eval_noise", "dropout", "g_width", "d_width",
+                    "norm", "lambda_l1")  # fmt: skip
+
+    # ------------------------------------------------------------------ randomness budget
+    def randomness_budget(self) -> dict[str, float]:
+        """What a translation receives beside x: the shared parts and the evaluation noise.
+
+        ``z`` is 0 (a translator has no noise z) and so is ``dropout``: ``translate`` and the
+        val/test/predict loops run G in eval mode, where its dropout draws nothing (pix2pix
+        keeps dropout on at test time; this project does not).  With ``eval_noise`` the
+        evaluation path receives the training noise: ``input_noise``, sigma_t N on every input
+        value (C x H x W Gaussian values per image; sigma_t2 > 0), and ``feature_noise``, one
+        Gaussian value per encoder feature it perturbs (feature_noise_sigma2 > 0).  Without
+        ``eval_noise`` both are 0: G(x) is a function of x.
+        """
+        budget = super().randomness_budget()
+        evaluated = bool(self.hparams.eval_noise)
+        inputs = math.prod(self.input_shape) if evaluated and self.sigma_t2 > 0 else 0
+        features = self._feature_noise_values() if evaluated else 0
+        budget["input_noise"] = gaussian_bits(inputs, self._compute_dtype)  # drawn in the input's dtype
+        budget["feature_noise"] = gaussian_bits(features, self._activation_dtype)
+        return budget
+
+    def _feature_noise_values(self) -> int:
+        """Values of the encoder features :class:`FeatureNoise` perturbs, per image (0 when its sigma is 0)."""
+        if self.hparams.feature_noise_sigma2 == 0:
+            return 0
+        side = self.input_shape[-1]  # encoder level i outputs side / 2^(i + 1)
+        return sum(self.generator.down[int(i)].conv.out_channels * (side >> (int(i) + 1)) ** 2
+                   for i in self.generator.feature_noise)  # fmt: skip
+
+    def session_metrics(self, stage: str) -> list[str]:
+        """PSNR and SSIM of the translations (``val/`` in a fit, ``test/`` in a test), then the callbacks'."""
+        split = "test" if stage == "test" else "val"
+        return [f"{split}/psnr", f"{split}/ssim", *super().session_metrics(stage)]
 
     # ------------------------------------------------------------------ noise injection
     _seeded = staticmethod(seeded_generator)

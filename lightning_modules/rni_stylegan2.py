@@ -152,6 +152,9 @@ class RNIStyleGAN2(AdversarialModule):
             style_mixing_prob=style_mixing_prob if backbone == "stylegan2" else 0.0,
         )
 
+    session_keys = ("backbone", "noise_injection", "channel_base", "channel_max", "dcgan_width", "pl_weight",
+                    "style_mixing_prob")  # fmt: skip
+
     # ------------------------------------------------------------------ sampling / measurement API
     @property
     def has_w_space(self) -> bool:

@@ -143,6 +143,7 @@ class GANZ(AdversarialModule):
         return optimizers, schedulers
 
     progress_bar_keys = ("loss_d", "loss_g", "M")
+    session_keys = ("n_filters", "embedding_dim", "gamma", "lambda_k")
 
     def d_loss(self, batch: Any) -> Losses:
         """L_D = L(x) - k_t L(G(z_D)) (BEGAN Eq. 4)."""
