@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> Report:
     dist = "N(0, 1)" if args.distribution == "gaussian" else "U[-1, 1)"
     notes = [
         f"exact: every value enumerated (<= 16 bits) or a closed form per binade (32/64 bits); {exact_seconds:.2f} s for all",
-        "torch_cpu ... exact_cuda: bits per dimension of NoiseSpec noise as drawn (sampler torch / exact, on cpu / cuda,"
-        f" dim a multiple of 16), derived from the samplers' algorithms; {drawn_seconds:.2f} s",
+        "torch_cpu ... exact_cuda: bits per dimension of NoiseSpec noise as drawn (sampler torch / exact,"
+        f" on cpu / cuda, dim a multiple of 16), derived from the samplers' algorithms; {drawn_seconds:.2f} s",
         _drawn_note(args.distribution),
         "paper_H: seed 'noise dimension' Table 1 (Monte Carlo, K = 1e7); why it differs: README, 'The noise spec'",
     ]
