@@ -655,26 +655,24 @@ def noise_entropy_bits(
     if distribution == "discrete":
         return float(dim * bits)  # random() % 2^bits per value (CPU and CUDA): exactly uniform
     check_sampler(sampler, fmt, distribution)
+    batches = list(_batch_sizes(dim)) if batch_size is None else [batch_size]
+    # Below 16 values CPU randn draws doubles one at a time (the "small" path).
+    small_path = device == "cpu" and sampler == "torch" and distribution == "gaussian" and min(batches) * dim < 16
+
+    def one_value(path: str) -> float:
+        return scalar_entropy_bits(distribution, fmt, device, sampler, path).upper
+
     if distribution == "uniform" or sampler == "exact" or device == "cuda" or FORMATS[fmt].total_bits <= 16:
         # Independent values (uniform), or a value's bound below half its pair's bits (narrow
-        # formats, exact sampler, CUDA where partners are T >= 256 elements away or dropped).
-        return dim * _one_value(distribution, fmt, device, sampler)
+        # formats, the exact sampler, CUDA where partners are T >= 256 elements away or dropped).
+        h = one_value("vectorised")
+        return dim * (max(h, one_value("small")) if small_path else h)
     pair_bits = _SOURCES[f"cpu_{'float64' if fmt == 'float64' else 'float32'}"].pair_bits
-    h_vec = scalar_entropy_bits(distribution, fmt, device, sampler, "vectorised").upper
-    h_small = scalar_entropy_bits(distribution, fmt, device, sampler, "small").upper
-    small_pair_bits = _SOURCES["cpu_float64"].pair_bits
+    h_vec = one_value("vectorised")
+    h_small = one_value("small") if small_path else math.nan
 
     def bound(batch: int) -> float:
-        small = batch * dim < 16
-        h, pb = (h_small, small_pair_bits) if small else (h_vec, pair_bits)
+        h, pb = (h_small, _SOURCES["cpu_float64"].pair_bits) if batch * dim < 16 else (h_vec, pair_bits)
         return max(p * min(pb, 2 * h) + s * min(pb, h) for p, s in sample_layout(dim, batch))
 
-    batches = _batch_sizes(dim) if batch_size is None else [batch_size]
     return float(max(bound(b) for b in batches))
-
-
-def _one_value(distribution: str, fmt: str, device: str, sampler: str) -> float:
-    h = scalar_entropy_bits(distribution, fmt, device, sampler).upper
-    if device == "cpu" and sampler == "torch" and distribution == "gaussian":
-        h = max(h, scalar_entropy_bits(distribution, fmt, device, sampler, "small").upper)
-    return h
