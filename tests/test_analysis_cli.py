@@ -42,6 +42,22 @@ def test_float_entropy_command(tmp_path, capsys):
         assert abs(row["mc_H"] - row["exact_H"]) < 5 * row["mc_stderr"]
     assert rows["float32"]["exact_minus_paper"] == pytest.approx(26.4637 - 26.55, abs=1e-4)
     assert rows["bfloat16"]["paper_H"] is None
+    # As drawn: torch's CPU Box-Muller on 24-bit uniforms gives at most 24 bits per float32 value.
+    assert rows["float32"]["torch_cpu"] == 24.0 and rows["float64"]["torch_cpu"] == 53.0
+    assert rows["float64"]["exact_cpu"] is None  # sampler: exact refuses float64
+    for row in rows.values():
+        for column in ("torch_cuda", "exact_cpu", "exact_cuda"):
+            if row[column] is not None:
+                assert row["exact_H"] - 2e-4 <= row[column] < row["exact_H"] + 1e-3
+    assert "torch_cpu" in printed and "upper bound" in printed
+
+
+def test_float_entropy_command_uniform_as_drawn(tmp_path):
+    out = tmp_path / "uniform.json"
+    assert main(["float-entropy", "--distribution", "uniform", "--mc-samples", "0", "--out", str(out)]) == 0
+    rows = {r["format"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["float32"]["torch_cpu"] == 24.0 and rows["float64"]["torch_cuda"] == 52.5
+    assert rows["float32"]["exact_cpu"] == pytest.approx(26.0, abs=1e-6)
 
 
 def test_float_entropy_command_rejects_an_unknown_format(capsys):

@@ -76,12 +76,22 @@ def test_discrete_noise_takes_exactly_2_to_the_b_values_per_dimension(bits):
     assert levels.pow(2).mean().item() == pytest.approx(1.0, abs=1e-6)
 
 
-def test_entropy_of_n_dimensions_is_n_times_one():
+def test_ideal_entropy_of_n_dimensions_is_n_times_one():
     for fmt in FORMAT_DTYPES:
-        one = NoiseSpec(dim=1, format=fmt).entropy_bits()
-        assert one == entropy_bits(fmt)
-        assert NoiseSpec(dim=37, format=fmt).entropy_bits() == pytest.approx(37 * one, rel=1e-15)
-    assert NoiseSpec(dim=10, distribution="uniform").entropy_bits() == pytest.approx(10 * 26.0, abs=1e-5)
+        one = NoiseSpec(dim=1, format=fmt).entropy_bits_ideal()
+        assert one == entropy_bits(fmt) == NoiseSpec(dim=5, format=fmt).entropy_bits_per_dim_ideal()
+        assert NoiseSpec(dim=37, format=fmt).entropy_bits_ideal() == pytest.approx(37 * one, rel=1e-15)
+    assert NoiseSpec(dim=10, distribution="uniform").entropy_bits_ideal() == pytest.approx(10 * 26.0, abs=1e-5)
+
+
+def test_entropy_as_drawn_is_what_torch_draws():
+    """The as-drawn entropy (tests/test_sampler_entropy.py derives it): 24 random bits per float32 value."""
+    assert NoiseSpec(dim=32).entropy_bits() == 32 * 24.0
+    assert NoiseSpec(dim=32).entropy_bits_per_dim("cpu") == 24.0
+    assert NoiseSpec(dim=10, distribution="uniform").entropy_bits() == 10 * 24.0
+    for fmt in FORMAT_DTYPES:  # never above the ideal by more than the derived margin
+        drawn, ideal = NoiseSpec(dim=16, format=fmt).entropy_bits(), NoiseSpec(dim=16, format=fmt).entropy_bits_ideal()
+        assert drawn <= ideal + 16 * 5e-4
 
 
 @pytest.mark.parametrize("fmt", ["float32", "float16", "bfloat16", "float8_e4m3fn"])

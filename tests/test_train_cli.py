@@ -83,10 +83,11 @@ def test_short_fit_logs_losses_samples_and_config(tmp_path):
     pngs = sorted(glob.glob(str(run / "samples" / "*.png")))
     # One per validation epoch (2 epochs of 3 batches), named by optimiser step like checkpoints.
     assert [os.path.basename(p) for p in pngs] == ["fixed_noise_step0000006.png", "fixed_noise_step0000012.png"]
-    # The noise entropy is among the logged hyperparameters.
+    # The noise entropy is among the logged hyperparameters: as drawn by torch (24 bits per
+    # float32 dimension on the CPU), not the ideal 32 x 26.4637.
     hparams = (run / "hparams.yaml").read_text()
-    assert "noise/entropy_bits: 846.8" in hparams
-    assert events.Scalars("noise/entropy_bits")[0].value == pytest.approx(32 * 26.4637, abs=1e-2)
+    assert "noise/entropy_bits: 768.0" in hparams
+    assert events.Scalars("noise/entropy_bits")[0].value == pytest.approx(32 * 24.0, abs=1e-2)
 
 
 def test_fit_resume_continues_from_the_saved_step(tmp_path):
