@@ -81,16 +81,17 @@ Losses = tuple[torch.Tensor, dict[str, torch.Tensor]]
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
-def gaussian_bits(values: int, dtype: torch.dtype) -> float:
-    """Entropy in bits of ``values`` i.i.d. N(0, 1) scalars drawn in ``dtype`` (0 for none).
+def gaussian_bits(values: int, dtype: torch.dtype, device: str = "cpu") -> float:
+    """Entropy in bits, as drawn on ``device``, of ``values`` N(0, 1) scalars drawn in ``dtype`` by one call per sample.
 
-    Computed by the noise spec (``NoiseSpec(dim=values, distribution="gaussian").entropy_bits()``),
-    so it counts what torch draws exactly as the spec counts z.
+    Computed by the noise spec (``NoiseSpec(dim=values, distribution="gaussian").entropy_bits(device)``),
+    so it counts what torch draws exactly as the spec counts z (0 for no values).
     """
     if values <= 0:
         return 0.0
     fmt = str(dtype).removeprefix("torch.")
-    return NoiseSpec(dim=int(values), distribution="gaussian", format=fmt).entropy_bits()  # type: ignore[arg-type]
+    spec = NoiseSpec(dim=int(values), distribution="gaussian", format=fmt)  # type: ignore[arg-type]
+    return spec.entropy_bits(device)
 
 
 def register_hparams_session(logger: TensorBoardLogger, params: dict[str, Any], metrics: list[str]) -> None:
@@ -261,12 +262,11 @@ class AdversarialLoop(LightningModule):
 
     def _injected_bits(self) -> float:
         """Entropy of the per-layer noise one sample draws in the sampling network's default noise modes."""
-        values = sum(
-            m.resolution**2  # eps is [N, 1, H, W]: one H x W map per sample and layer
+        return sum(
+            gaussian_bits(m.resolution**2, self._activation_dtype, self.device.type)  # one [N, 1, H, W] draw per layer
             for m in self.sampling_network.modules()
             if isinstance(m, NoiseInjection) and m.kind != "none" and m.noise_mode == "random"
         )
-        return gaussian_bits(values, self._activation_dtype)
 
     def noise_hparams(self) -> dict[str, float]:
         """The randomness figures logged with the hyperparameters: the budget's total and its parts."""
@@ -517,15 +517,13 @@ class AdversarialModule(AdversarialLoop):
     def randomness_budget(self) -> dict[str, float]:
         """The shared parts (:meth:`AdversarialLoop.randomness_budget`); ``z`` is the noise spec's entropy as drawn."""
         budget = super().randomness_budget()
-        budget["z"] = self.noise.entropy_bits()
+        budget["z"] = self.noise.entropy_bits(self.device.type)  # as drawn where sample_noise draws it
         return budget
 
     def noise_hparams(self) -> dict[str, float]:
         """The noise entropy as drawn and ideal (Noise-dim Eq. 7), then the budget: H(G(Z)) <= H(Z) meets training."""
-        # entropy_bits_ideal() comes with the entropy-as-drawn NoiseSpec; before it, entropy_bits() is the ideal one.
-        ideal = getattr(self.noise, "entropy_bits_ideal", self.noise.entropy_bits)
-        return {"noise/entropy_bits": self.noise.entropy_bits(), "noise/entropy_bits_ideal": ideal(),
-                **super().noise_hparams()}  # fmt: skip
+        return {"noise/entropy_bits": self.noise.entropy_bits(self.device.type),
+                "noise/entropy_bits_ideal": self.noise.entropy_bits_ideal(), **super().noise_hparams()}  # fmt: skip
 
     def session_hparams(self) -> dict[str, Any]:
         """The shared settings plus the noise: dimension, distribution, and format (``bits`` for discrete noise)."""
@@ -541,13 +539,15 @@ class AdversarialModule(AdversarialLoop):
         autocast = {"bf16-mixed": "bfloat16", "16-mixed": "float16"}.get(str(self.trainer.precision))
         if autocast is None:
             return
-        kept, logged = self.noise.entropy_bits_per_dim_in(autocast), self.noise.entropy_bits_per_dim()
-        if kept < logged:
+        kept = self.noise.entropy_bits_per_dim_in(autocast)  # the ideal noise rounded to the autocast format
+        logged = self.noise.entropy_bits_per_dim(self.device.type)
+        if kept < logged - 1e-3:  # the as-drawn bound of a format the autocast keeps exceeds it by < 1e-3 bits
             rank_zero_warn(
                 f"--trainer.precision {self.trainer.precision}: the generator's first layer computes in {autocast} "
                 f"and rounds the {self.noise.format} noise to it, so the noise carries at most {kept:.4f} bits per "
                 f"dimension ({self.noise.dim * kept:.1f} per sample), not the {logged:.4f} "
-                f"({self.noise.entropy_bits():.1f}) logged as noise/entropy_bits. Use noise.format: {autocast} to "
+                f"({self.noise.entropy_bits(self.device.type):.1f}) logged as noise/entropy_bits. "
+                f"Use noise.format: {autocast} to "
                 "make the logged entropy the run's, or --trainer.precision 32-true to keep the noise's."
             )
 

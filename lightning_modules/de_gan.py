@@ -173,7 +173,8 @@ class DEGAN(AdversarialModule):
         if preconditioner == "vae":
             if not vae_ckpt:
                 raise ValueError(
-                    "DE-GAN's preconditioner (DE-GAN Eq. 8-9) needs the pretrained VAE: set model.init_args.vae_ckpt to the "
+                    "DE-GAN's preconditioner (DE-GAN Eq. 8-9) needs the pretrained VAE: set model.init_args.vae_ckpt "
+                    "to the "
                     f"checkpoint written by `{VAE_HOWTO}` (runs/de_gan/<data>_vae/version_N/checkpoints/last.ckpt), "
                     "or model.init_args.preconditioner: none for the DCGAN baseline"
                 )
@@ -194,7 +195,7 @@ class DEGAN(AdversarialModule):
         budget = super().randomness_budget()
         vae, budget["encoder_sample"] = self.vae, 0.0
         if vae is not None and self.encoder_output == "sample":
-            budget["encoder_sample"] = gaussian_bits(vae.latent_dim, next(vae.parameters()).dtype)
+            budget["encoder_sample"] = gaussian_bits(vae.latent_dim, next(vae.parameters()).dtype, self.device.type)
         return budget
 
     # ------------------------------------------------------------------ the frozen VAE

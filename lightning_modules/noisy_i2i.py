@@ -177,8 +177,9 @@ class NoisyI2I(AdversarialLoop):
         evaluated = bool(self.hparams.eval_noise)
         inputs = math.prod(self.input_shape) if evaluated and self.sigma_t2 > 0 else 0
         features = self._feature_noise_values() if evaluated else 0
-        budget["input_noise"] = gaussian_bits(inputs, self._compute_dtype)  # drawn in the input's dtype
-        budget["feature_noise"] = gaussian_bits(features, self._activation_dtype)
+        # drawn in the input's dtype
+        budget["input_noise"] = gaussian_bits(inputs, self._compute_dtype, self.device.type)
+        budget["feature_noise"] = gaussian_bits(features, self._activation_dtype, self.device.type)
         return budget
 
     def _feature_noise_values(self) -> int:
@@ -292,7 +293,8 @@ class NoisyI2I(AdversarialLoop):
             fake = self.generator(x_bar)
         real_logits, fake_logits = self.discriminator(x_bar, y), self.discriminator(x_bar, fake)
         loss = self.hparams.d_loss_weight * self.adversarial_d_loss(real_logits, fake_logits)
-        return loss, {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+        logs = {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+        return loss, logs
 
     def g_loss(self, batch: Any) -> Losses:
         """G's loss: fool the updated D and stay close to the target in L1 (pix2pix Eq. 4)."""
