@@ -29,7 +29,10 @@ def _rate_json(path: Path) -> str:
     payload = {
         "best_codec": "webp",
         "data": {"source": "DigitsDataModule"},
-        "codecs": {"webp": {"title": "WebP", "bits_per_image": 3404.4197}, "png": {"title": "PNG", "bits_per_image": 4511.2}},
+        "codecs": {
+            "webp": {"title": "WebP", "bits_per_image": 3404.4197},
+            "png": {"title": "PNG", "bits_per_image": 4511.2},
+        },
     }
     path.write_text(json.dumps(payload))
     return str(path)
@@ -51,7 +54,8 @@ def test_mean_and_std_over_seeds():
     assert mean == 7.5 and math.isnan(std)  # one seed: no spread, not a spread of 0
     mean, std = tools_sweep.mean_std([1.0, math.inf])
     assert mean == math.inf and math.isnan(std)
-    runs = [{"n": 1, "seed": s, "fid": f} for s, f in [(2, 14.0), (0, 10.0), (1, 12.0)]] + [{"n": 4, "seed": 0, "fid": 3.0}]
+    runs = [{"n": 1, "seed": s, "fid": f} for s, f in [(2, 14.0), (0, 10.0), (1, 12.0)]]
+    runs.append({"n": 4, "seed": 0, "fid": 3.0})
     rows = tools_sweep.aggregate_seeds(runs, ["n"], ["fid", "kid_mean"])
     assert rows[0] == {"n": 1, "k": 3, "seeds": "0 1 2", "fid_mean": 12.0, "fid_std": 2.0}
     assert rows[1]["k"] == 1 and rows[1]["fid_mean"] == 3.0 and "kid_mean_mean" not in rows[1]
@@ -100,7 +104,8 @@ def test_merge_gives_mean_and_std_over_seeds(tmp_path, monkeypatch):
     assert row["k"] == "3" and row["seeds"] == "0 1 2" and row["eps_source"] == "budget_bits"
     assert float(table["gaussian float32", 4]["fid_std"]) == pytest.approx(7**0.5)
     lone = table["discrete 1-bit", 2]
-    assert lone["k"] == "1" and lone["seeds"] == "0" and lone["fid_std"] == "nan" and lone["eps_source"] == "entropy_bits"
+    assert lone["k"] == "1" and lone["seeds"] == "0" and lone["fid_std"] == "nan"
+    assert lone["eps_source"] == "entropy_bits"
     md = Path(paths["md"]).read_text()
     assert "K = 3 seeds (seed_everything 0, 1, 2)" in md and "| 34 ± 4 |" in md and "| 50 |" in md
     assert len(list(csv.DictReader(open(paths["runs_csv"])))) == 7
@@ -207,7 +212,8 @@ def test_known_source_merge_reports_the_gap_over_seeds(tmp_path, capsys):
     gaps = [known_source_report(p, c, 2)["gap_tv"] for c in runs[2, 1]]
     assert float(table[1]["gap_tv_mean"]) == pytest.approx(sum(gaps) / 2)
     assert float(table[1]["gap_tv_std"]) == pytest.approx(abs(gaps[0] - gaps[1]) / 2**0.5)
-    assert table[1]["H_q_bits_mean"] == "1.5" and float(table[1]["H_q_bits_std"]) == 0  # (1/2, 1/4, 1/4), (1/4, 1/2, 1/4)
+    # q = (1/2, 1/4, 1/4) and (1/4, 1/2, 1/4): the same H(q).
+    assert table[1]["H_q_bits_mean"] == "1.5" and float(table[1]["H_q_bits_std"]) == 0
     assert table[0]["gap_kl_mean"] == "inf" and table[0]["kl_inf_runs"] == "2/2" and table[0]["missed_mean"] == "1.0"
     assert all(r["above_curve_all"] == "True" for r in table)
     md = Path(paths["md"]).read_text()

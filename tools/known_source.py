@@ -60,7 +60,9 @@ COLUMNS = [
     "D_js", "d_eps_js", "gap_js", "above_curve_js", "D_tv", "d_eps_tv", "gap_tv", "above_curve_tv",
 ]  # fmt: skip
 #: A point's columns (the same in all its runs) and what is averaged over its seeds (``known_source.csv``).
-POINT_KEYS = ("bits", "dim", "eps_bits", "H_p_bits", "d_eps_kl", "d_eps_js", "d_eps_tv", "above_curve_all", "kl_inf_runs")
+POINT_KEYS = (
+    "bits", "dim", "eps_bits", "H_p_bits", "d_eps_kl", "d_eps_js", "d_eps_tv", "above_curve_all", "kl_inf_runs",
+)  # fmt: skip
 SEED_METRICS = ("H_q_bits", "gap_kl", "gap_js", "gap_tv", "kl_smoothed_bits", "missed")
 HEADERS = {"eps_bits": "eps (bits)", "H_p_bits": "H(X)", "d_eps_kl": "d(eps) KL", "d_eps_js": "d(eps) JS",
            "d_eps_tv": "d(eps) TV", "above_curve_all": "D >= d(eps), all runs", "kl_inf_runs": "runs with KL = inf",
@@ -84,14 +86,17 @@ def fit_folder(save_dir: str, name: str, bits: int, dim: int, seed: int) -> str:
     return os.path.join(save_dir, name, _tag(bits, dim, seed), "fit")
 
 
-def fit_command(config: str, bits: int, dim: int, seed: int, save_dir: str, name: str, extra: Sequence[str]) -> list[str]:
+def fit_command(
+    config: str, bits: int, dim: int, seed: int, save_dir: str, name: str, extra: Sequence[str]
+) -> list[str]:
     overrides = [
         "--model.init_args.noise.distribution", "discrete",
         "--model.init_args.noise.bits", str(bits),
         "--model.init_args.noise.dim", str(dim),
         *sweep.seed_override(seed),
     ]  # fmt: skip
-    return sweep.train_command("fit", config, overrides, save_dir, os.path.join(name, _tag(bits, dim, seed)), "fit", extra)
+    run_name = os.path.join(name, _tag(bits, dim, seed))
+    return sweep.train_command("fit", config, overrides, save_dir, run_name, "fit", extra)
 
 
 def run_row(report: dict, bits: int, dim: int, seed: int) -> dict:
@@ -114,7 +119,9 @@ def aggregate(runs: Sequence[dict]) -> list[dict]:
     return points
 
 
-def merge(save_dir: str, name: str, points: Sequence[tuple[int, int]], seeds: Sequence[int]) -> Optional[dict[str, str]]:
+def merge(
+    save_dir: str, name: str, points: Sequence[tuple[int, int]], seeds: Sequence[int]
+) -> Optional[dict[str, str]]:
     """Tables and figure of the finished runs; returns the written paths (None when there is nothing)."""
     runs, missing = [], []
     for seed in seeds:

@@ -125,7 +125,9 @@ def seed_list(args: argparse.Namespace) -> list[int]:
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
     if any(a == "--seed_everything" or a.startswith("--seed_everything=") for a in args.train_args):
-        raise UserError("the sweep sets seed_everything itself: use --seeds K and --first-seed S, not --seed_everything")
+        raise UserError(
+            "the sweep sets seed_everything itself: use --seeds K and --first-seed S, not --seed_everything"
+        )
     return list(range(args.first_seed, args.first_seed + args.seeds))
 
 
@@ -151,7 +153,9 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, (statistics.stdev(values, mean) if min(values) != max(values) else 0.0)  # equal: 0, not 1e-17
 
 
-def aggregate_seeds(runs: Sequence[dict[str, Any]], keys: Sequence[str], metrics: Sequence[str]) -> list[dict[str, Any]]:
+def aggregate_seeds(
+    runs: Sequence[dict[str, Any]], keys: Sequence[str], metrics: Sequence[str]
+) -> list[dict[str, Any]]:
     """One row per distinct value of ``keys`` among ``runs`` (each a dict with those keys and ``seed``).
 
     Each row holds the keys, ``k`` (the number of runs), ``seeds`` (their seeds, space-separated,

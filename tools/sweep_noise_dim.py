@@ -81,7 +81,9 @@ DEFAULT_DIMS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 DEFAULT_CH = (16, 32, 64)
 METRICS = ("metrics/fid", "metrics/kid_mean", "metrics/kid_std", "metrics/precision", "metrics/recall")
 #: Per-run columns (``noise_dim_runs.csv``); kid_std is KID's std over its subsets, within one run.
-RUN_COLUMNS = ["ch", "n", "noise", "seed", "eps_bits", "eps_source", "fid", "kid_mean", "kid_std", "precision", "recall"]
+RUN_COLUMNS = [
+    "ch", "n", "noise", "seed", "eps_bits", "eps_source", "fid", "kid_mean", "kid_std", "precision", "recall",
+]  # fmt: skip
 #: A point's columns and the metrics averaged over its seeds (``noise_dim.csv``).
 POINT_KEYS = ("ch", "n", "noise", "eps_bits", "eps_source")
 SEED_METRICS = {"fid": "FID", "kid_mean": "KID", "precision": "precision", "recall": "recall"}
@@ -302,7 +304,9 @@ def _plot_samples(grids: Sequence[tuple[str, str]], title: str, path: str) -> Op
     return path
 
 
-def merge(save_dir: str, name: str, grid: Sequence[Point], bound: Optional[dict], seeds: Sequence[int]) -> Optional[dict]:
+def merge(
+    save_dir: str, name: str, grid: Sequence[Point], bound: Optional[dict], seeds: Sequence[int]
+) -> Optional[dict]:
     """Tables and figures of the finished runs; returns the written paths (None when there is nothing)."""
     runs, missing, samples = [], [], {}
     for point in grid:
@@ -314,7 +318,8 @@ def merge(save_dir: str, name: str, grid: Sequence[Point], bound: Optional[dict]
         with open(path) as handle:
             runs.append(json.load(handle))
         if point.seed == seeds[0]:
-            samples.setdefault(point.ch, []).append((runs[-1]["eps_bits"], f"n = {point.n}, {runs[-1]['noise']}", fit_dir))
+            title = f"n = {point.n}, {runs[-1]['noise']}"
+            samples.setdefault(point.ch, []).append((runs[-1]["eps_bits"], title, fit_dir))
     if missing:
         print("not merged (no test metrics yet):", *missing, sep="\n  ")
     if not runs:
@@ -346,8 +351,9 @@ def write_results(runs: list[dict], folder: str, bound: Optional[dict], seeds: S
     paths["fid"] = _plot_vs_eps(points, [("fid", "FID")], os.path.join(folder, "fid_vs_eps.png"), bound, seeds)
     paths["kid"] = _plot_vs_eps(points, [("kid_mean", "KID")], os.path.join(folder, "kid_vs_eps.png"), bound, seeds)
     if any("precision_mean" in p or "recall_mean" in p for p in points):
-        paths["precision_recall"] = _plot_vs_eps(points, [("precision", "precision"), ("recall", "recall")],
-                                                 os.path.join(folder, "precision_recall_vs_eps.png"), bound, seeds)  # fmt: skip
+        panels = [("precision", "precision"), ("recall", "recall")]
+        path = os.path.join(folder, "precision_recall_vs_eps.png")
+        paths["precision_recall"] = _plot_vs_eps(points, panels, path, bound, seeds)
     for ch, grids in sorted((samples or {}).items()):
         figure = _plot_samples(grids, f"samples, ch = {ch}", os.path.join(folder, f"samples_ch{ch}.png"))
         if figure:
@@ -355,8 +361,10 @@ def write_results(runs: list[dict], folder: str, bound: Optional[dict], seeds: S
     with open(paths["md"]) as handle:
         print(handle.read())
     if bound is not None:
-        print(f"Theorem 4.2: eps >= {bound['eps_min']:.1f} bits, i.e. n >= {bound['lower']:.2f} (n_min = "
-              f"{bound['n_min']}) in {bound['format']}, from {bound['bits']:.1f} bits/image ({bound['codec']})")  # fmt: skip
+        print(
+            f"Theorem 4.2: eps >= {bound['eps_min']:.1f} bits, i.e. n >= {bound['lower']:.2f} (n_min = "
+            f"{bound['n_min']}) in {bound['format']}, from {bound['bits']:.1f} bits/image ({bound['codec']})"
+        )
     print("\nwrote", *paths.values(), sep="\n  ")
     return paths
 
@@ -367,15 +375,20 @@ def add_command(subparsers, name: str, help: str) -> None:
     )
     parser.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS), help="noise dimensions n")
     parser.add_argument("--ch", type=int, nargs="+", default=list(DEFAULT_CH), help="capacities (model.init_args.ch)")
-    parser.add_argument("--formats", nargs="+", default=[], metavar="F",
-                        help="float formats of the noise (noise.format: fp16 bf16 fp32 fp64 ...); default: the config's")
-    parser.add_argument("--discrete-bits", type=int, nargs="+", default=[], metavar="B",
-                        help="B-bit discrete noise (noise.distribution discrete, noise.bits B), eps = B n bits")
+    parser.add_argument(
+        "--formats", nargs="+", default=[], metavar="F",
+        help="float formats of the noise (noise.format: fp16 bf16 fp32 fp64 ...); default: the config's own noise",
+    )  # fmt: skip
+    parser.add_argument(
+        "--discrete-bits", type=int, nargs="+", default=[], metavar="B",
+        help="B-bit discrete noise (noise.distribution discrete, noise.bits B), eps = B n bits",
+    )  # fmt: skip
     sweep.add_seed_arguments(parser)
     parser.add_argument("--rate-json", help="a `python -m analysis codec-rate --out` JSON: Theorem 4.2's line")
     parser.add_argument("--bits-per-image", type=float, help="a lossless rate in bits per image, instead")
-    parser.add_argument("--format", default="float32",
-                        help="format of Theorem 4.2's n_min (default: float32; the line in bits needs none)")  # fmt: skip
+    parser.add_argument(
+        "--format", default="float32", help="format of Theorem 4.2's n_min (default: float32; its eps line needs none)"
+    )
     sweep.add_sweep_arguments(parser, "noise_dim_sweep/<config file stem>")
     parser.set_defaults(run=run)
 
