@@ -13,10 +13,10 @@ prototypes, exact by enumeration; D(p||q) and d(eps) for KL, JS and TV) at the e
 fit.  The merge writes to ``<save-dir>/<name>/``:
 
 * ``known_source.csv`` / ``known_source.md``: per point, the mean and standard deviation over
-  its seeds of H(q), of the **gap D(p||q) - d(eps)** for KL, JS and TV (the result), of D(p||q)
-  and of the smoothed KL; d(eps) itself; how many runs missed a prototype (KL = inf) and
-  whether every run lies on or above the curve;
-* ``known_source_runs.csv``: every run;
+  its seeds of H(q), of the **gap D(p||q) - d(eps)** for KL, JS and TV (the result), of the
+  smoothed KL and of the number of prototypes never generated; d(eps) itself; how many runs
+  have KL = inf and whether every run lies on or above the curve;
+* ``known_source_runs.csv``: every run (D(p||q) too);
 * ``known_source.png``: the learned points (mean ± std over the seeds, each run a dot)
   against the d(eps) curve of Noise-dim Eq. 11.
 
