@@ -29,7 +29,7 @@ and a seed, per SLURM array task; seeds outermost) work as in the other sweeps
 (:mod:`tools.sweep`); arguments after ``--`` go to every ``train.py`` call (all but
 ``--seed_everything``).
 
-    OMP_NUM_THREADS=1 python -m tools known-source                  # 6 points x 3 seeds, ~20 min on CPU
+    OMP_NUM_THREADS=1 python -m tools known-source                  # 6 points x 3 seeds: 14 min on 2 CPU cores
     python -m tools known-source --grid 1x1 1x2 2x2 --seeds 2 -- --trainer.max_steps 400
 
 (Formerly ``python scripts/known_source.py``, which still works for one release.)
