@@ -106,6 +106,9 @@ def test_a_collapsed_generator_lies_above_the_curve(noise):
     for name in ("kl", "js", "tv"):
         assert report[f"above_curve_{name}"] and report[f"D_{name}"] >= report[f"d_eps_{name}"]
     assert report["D_tv"] == pytest.approx(0.6)  # TV to the point mass on the most likely prototype
+    # The result is the gap D - d(eps) >= 0 (inf where D is); D >= d(eps) itself holds by construction.
+    assert report["gap_tv"] == pytest.approx(0.6 - report["d_eps_tv"]) and report["gap_kl"] == math.inf
+    assert all(report[f"gap_{d}"] >= 0 for d in ("js", "tv"))
     # Two prototypes, half the noise each: q = (1/2, 1/2, 0, 0).
     counts, _ = prototype_counts(_Collapsed(dm.prototypes, 0, 1), noise, dm.prototypes)
     report = known_source_report(dm.probabilities, counts, eps)

@@ -24,7 +24,10 @@ from core.errors import ArgumentParser, UserError, call_cli
 COMMANDS = {
     "ganz": ("tools.ganz", "GANZ as a codec: compress | decompress | rd (rate-distortion) | cs (compressive sensing)"),
     "invert": ("tools.invert", "GAN inversion of a folder of images through an RNIStyleGAN2 checkpoint"),
-    "sweep-noise-dim": ("tools.sweep_noise_dim", "NoiseDimGAN over noise dimensions n and capacities: FID/KID vs n"),
+    "sweep-noise-dim": (
+        "tools.sweep_noise_dim",
+        "NoiseDimGAN over the noise entropy in bits (n, formats, b-bit noise), capacities and seeds: FID/KID vs eps",
+    ),
     "sweep-i2i": ("tools.sweep_i2i", "NoisyI2I over training-noise levels sigma_t^2: robustness curves"),
     "rni-compare": ("tools.rni_compare", "RNIStyleGAN2 with each noise injection: FID/KID, PPL, MC/TTMC, inversion"),
     "known-source": ("tools.known_source", "the divergence-entropy trade-off on a source of known entropy"),

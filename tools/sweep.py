@@ -12,7 +12,10 @@ and merges the per-run results into one table and figure.  The conventions are s
 * ``--dry-run`` prints the commands, ``--merge-only`` only merges, and
   ``--array-index I`` runs grid point I alone (a SLURM array task,
   ``--array-index $SLURM_ARRAY_TASK_ID``) without merging;
-* arguments after ``--`` go to every ``train.py`` call (``args.train_args``).
+* arguments after ``--`` go to every ``train.py`` call (``args.train_args``);
+* ``--seeds K`` (``--first-seed S``) runs every grid point K times, with ``seed_everything``
+  S, S+1, ..., S+K-1, in ``<tag>/seed<S>/``; :func:`aggregate_seeds` and
+  :func:`write_seed_table` give each point's mean and standard deviation over its seeds.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import csv
 import math
 import os
 import shlex
+import statistics
 import shutil
 import subprocess
 import sys
@@ -33,17 +37,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 __all__ = [
     "ROOT",
+    "add_seed_arguments",
     "add_sweep_arguments",
+    "aggregate_seeds",
     "check_config",
     "command_parser",
     "run_grid",
     "sweep_name",
     "markdown_table",
+    "mean_std",
+    "seed_list",
+    "seed_override",
     "run_fit",
     "run_test",
     "select_points",
     "train_command",
     "write_rows",
+    "write_seed_table",
 ]
 
 
@@ -100,6 +110,110 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, default_name: str) -> N
         type=int,
         help="run only grid point I (0-based, in the order --dry-run lists), e.g. $SLURM_ARRAY_TASK_ID; no merge",
     )
+
+
+def add_seed_arguments(parser: argparse.ArgumentParser, default: int = 3) -> None:
+    """``--seeds K`` and ``--first-seed S``: every grid point runs with seed_everything S..S+K-1."""
+    parser.add_argument("--seeds", type=int, default=default, metavar="K",
+                        help=f"runs per grid point, each with its own seed_everything (default: {default})")
+    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
+                        help="the seeds are S, S+1, ..., S+K-1 (default: 0)")  # fmt: skip
+
+
+def seed_list(args: argparse.Namespace) -> list[int]:
+    """The seeds of ``--seeds`` / ``--first-seed``; a UserError for K < 1 or a ``--seed_everything`` after ``--``."""
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    if any(a == "--seed_everything" or a.startswith("--seed_everything=") for a in args.train_args):
+        raise UserError(
+            "the sweep sets seed_everything itself: use --seeds K and --first-seed S, not --seed_everything"
+        )
+    return list(range(args.first_seed, args.first_seed + args.seeds))
+
+
+def seed_override(seed: int) -> list[str]:
+    """The ``train.py`` arguments of one seed."""
+    return ["--seed_everything", str(seed)]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation with ddof 1) of ``values``.
+
+    The standard deviation of one value is nan (undefined, not 0).  An infinite value makes
+    the mean infinite and the standard deviation nan.
+    """
+    values = [float(v) for v in values]
+    if not values:
+        return math.nan, math.nan
+    if not all(math.isfinite(v) for v in values):
+        return sum(values), math.nan  # inf (or nan where +inf meets -inf or a nan)
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return mean, math.nan
+    return mean, (statistics.stdev(values, mean) if min(values) != max(values) else 0.0)  # equal: 0, not 1e-17
+
+
+def aggregate_seeds(
+    runs: Sequence[dict[str, Any]], keys: Sequence[str], metrics: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One row per distinct value of ``keys`` among ``runs`` (each a dict with those keys and ``seed``).
+
+    Each row holds the keys, ``k`` (the number of runs), ``seeds`` (their seeds, space-separated,
+    ascending) and, for every metric that at least one of its runs has, ``<metric>_mean`` and
+    ``<metric>_std`` (:func:`mean_std` over the runs that have it).  Rows come in the order of
+    their first run.
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run[k] for k in keys), []).append(run)
+    rows = []
+    for key, group in groups.items():
+        row: dict[str, Any] = dict(zip(keys, key))
+        row["k"] = len(group)
+        row["seeds"] = " ".join(str(s) for s in sorted(r["seed"] for r in group))
+        for metric in metrics:
+            values = [r[metric] for r in group if r.get(metric) is not None]
+            if values:
+                row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(values)
+        rows.append(row)
+    return rows
+
+
+def _pm(mean: Any, std: Any) -> str:
+    if mean is None:
+        return ""
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return _cell(mean)
+    return f"{_cell(mean)} ± {_cell(std)}"
+
+
+def write_seed_table(
+    rows: Sequence[dict[str, Any]],
+    folder: str,
+    stem: str,
+    keys: Sequence[str],
+    metrics: Sequence[str],
+    note: str = "",
+    headers: Optional[dict[str, str]] = None,
+) -> dict[str, str]:
+    """``folder/stem.csv`` (keys, k, seeds, ``<metric>_mean``, ``<metric>_std``) and ``folder/stem.md``.
+
+    The Markdown table shows each metric as ``mean ± std`` (std left out where it is nan: one
+    seed); ``note`` goes above it (what the seeds are, what the table shows), ``headers``
+    renames columns there.  Returns the paths.
+    """
+    columns = [*keys, "k", "seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
+    paths = write_rows(rows, folder, stem, columns, markdown=False)
+    paths["md"] = os.path.join(folder, f"{stem}.md")
+    display = [
+        {**{c: row.get(c) for c in (*keys, "k", "seeds")},
+         **{m: _pm(row.get(f"{m}_mean"), row.get(f"{m}_std")) for m in metrics}}
+        for row in rows
+    ]  # fmt: skip
+    table = markdown_table(display, [*keys, "k", "seeds", *metrics], headers)
+    with open(paths["md"], "w") as handle:
+        handle.write((note.rstrip() + "\n\n" if note else "") + table + "\n")
+    return paths
 
 
 def select_points(points: Sequence[Any], index: Optional[int]) -> list[Any]:
@@ -188,21 +302,28 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A GitHub markdown table of ``columns`` (4 significant digits)."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+def markdown_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], headers: Optional[dict[str, str]] = None
+) -> str:
+    """A GitHub markdown table of ``columns`` (4 significant digits); ``headers`` renames columns in the header."""
+    headers = headers or {}
+    lines = ["| " + " | ".join(headers.get(c, c) for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def write_rows(rows: Sequence[dict[str, Any]], folder: str, stem: str, columns: Sequence[str]) -> dict[str, str]:
-    """``folder/stem.csv`` (full precision) and ``folder/stem.md``; returns their paths."""
+def write_rows(
+    rows: Sequence[dict[str, Any]], folder: str, stem: str, columns: Sequence[str], markdown: bool = True
+) -> dict[str, str]:
+    """``folder/stem.csv`` (full precision) and, with ``markdown``, ``folder/stem.md``; returns their paths."""
     os.makedirs(folder, exist_ok=True)
-    paths = {"csv": os.path.join(folder, f"{stem}.csv"), "md": os.path.join(folder, f"{stem}.md")}
+    paths = {"csv": os.path.join(folder, f"{stem}.csv")}
     with open(paths["csv"], "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    with open(paths["md"], "w") as handle:
-        handle.write(markdown_table(rows, columns) + "\n")
+    if markdown:
+        paths["md"] = os.path.join(folder, f"{stem}.md")
+        with open(paths["md"], "w") as handle:
+            handle.write(markdown_table(rows, columns) + "\n")
     return paths
