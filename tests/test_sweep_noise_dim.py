@@ -291,10 +291,12 @@ def test_sweep_of_tiny_runs_over_seeds_end_to_end(tmp_path):
     for row in table.values():
         assert row["k"] == "2" and row["seeds"] == "5 6"
         assert float(row["fid_mean"]) > 0 and math.isfinite(float(row["fid_std"])) and float(row["fid_std"]) >= 0
-    assert float(table["discrete 1-bit"]["eps_bits"]) == 3  # 1 bit x 3 dimensions
+    # eps is the fit's whole randomness budget: z, plus the conditional BigGAN's labels (i mod 10, log2 10 bits).
+    assert {row["eps_source"] for row in table.values()} == {"budget_bits"}
+    labels = math.log2(10)
+    assert float(table["discrete 1-bit"]["eps_bits"]) == pytest.approx(3 + labels)  # 1 bit x 3 dimensions
     spec = NoiseSpec(dim=3, format="float32")
-    if table["gaussian float32"]["eps_source"] == "entropy_bits":
-        assert float(table["gaussian float32"]["eps_bits"]) == pytest.approx(spec.entropy_bits())
+    assert float(table["gaussian float32"]["eps_bits"]) == pytest.approx(spec.entropy_bits() + labels)
     assert "K = 2 seeds (seed_everything 5, 6)" in (folder / "noise_dim.md").read_text()
     assert " ± " in (folder / "noise_dim.md").read_text()
     with open(folder / "noise_dim_runs.csv") as handle:
