@@ -12,7 +12,8 @@ read_splits`).  This class does the rest, the same way for every dataset:
 2. **splits** -- official splits where the dataset has them, otherwise a random split
    fixed by ``seed`` (:func:`split_indices`, or :func:`stratified_split` when there are
    labels), identical on every process and every run;
-3. **loaders** -- batch size, workers, pinned memory, persistent workers, ``drop_last``
+3. **loaders** -- the global batch size (``batch_size``, split evenly over the DDP
+   processes: :func:`process_batch_size`), workers, pinned memory, persistent workers, ``drop_last``
    for training; batches are ``(images, labels)`` with label ``-1`` where the dataset has
    none; the training loader (:class:`~datamodules.resumable.ResumableLoader`) shuffles by
    ``(seed, epoch)``, deals the data out to DDP processes, and resumes mid-epoch;
@@ -31,6 +32,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
+
+from core.errors import UserError
 from datamodules.resumable import ResumableLoader
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "TensorSplitLoaders",
     "TransformedDataset",
     "check_fractions",
+    "process_batch_size",
     "split_indices",
     "stratified_split",
 ]
@@ -50,6 +54,37 @@ SPLITS = ("train", "val", "test")
 
 class DatasetNotFoundError(FileNotFoundError):
     """The dataset is not where the config says; the message says what to put there."""
+
+
+def process_batch_size(batch_size: int, world_size: int, key: str = "data.init_args.batch_size") -> int:
+    """Each process's share of the global batch ``batch_size`` split over ``world_size`` processes.
+
+    ``batch_size`` in a config is the global batch, a paper's minibatch: a run on 8 GPUs sees
+    the same images per optimiser step as a run on one, so learning rates, ``train/kimg``
+    and the EMA half-life (``lightning_modules/adversarial.py``) mean the same on both.
+    A batch that does not divide evenly is an error naming ``key``.
+    """
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if batch_size % world_size:
+        raise UserError(
+            f"{key}={batch_size} is the global batch of all processes and does not divide evenly over "
+            f"{world_size} processes (trainer.devices x trainer.num_nodes); use a multiple of {world_size}"
+        )
+    return batch_size // world_size
+
+
+class GlobalBatch:
+    """``batch_size`` is the global batch; the loaders use :attr:`process_batch_size`."""
+
+    batch_size: int
+
+    @property
+    def process_batch_size(self) -> int:
+        """This process's share of ``batch_size`` (all of it without a trainer or DDP)."""
+        trainer = getattr(self, "trainer", None)
+        world_size = trainer.world_size if trainer is not None else 1
+        return process_batch_size(self.batch_size, world_size)
 
 
 def check_fractions(val_fraction: float, test_fraction: float = 0.0) -> None:
@@ -173,7 +208,7 @@ class TransformedDataset(Dataset):
         return self.transform(image), label
 
 
-class ImageDataModule(LightningDataModule, ABC):
+class ImageDataModule(GlobalBatch, LightningDataModule, ABC):
     """Base of the on-disk image datasets (see the module docstring).
 
     Args:
@@ -183,7 +218,8 @@ class ImageDataModule(LightningDataModule, ABC):
         center_crop: side of a square center crop applied before resizing (e.g. CelebA's
             108 or 140); ``None`` crops non-square images to their short side.
         hflip: random horizontal flips of training images.
-        batch_size: batch size of every loader (per process under DDP).
+        batch_size: the global batch of every loader: the sum over all DDP processes, each of
+            which loads ``batch_size / processes`` (an error unless it divides evenly).
         num_workers: loader worker processes.
         pin_memory: page-locked host memory for faster copies to a GPU.
         persistent_workers: keep workers alive between epochs (when ``num_workers > 0``).
@@ -326,7 +362,7 @@ class ImageDataModule(LightningDataModule, ABC):
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its {split} loader is asked for")
         train = split == "train"
         options = dict(
-            batch_size=self.batch_size,
+            batch_size=self.process_batch_size,
             drop_last=train and self.drop_last,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
@@ -360,12 +396,13 @@ class ImageDataModule(LightningDataModule, ABC):
         return self.test_dataloader()
 
 
-class TensorSplitLoaders:
+class TensorSplitLoaders(GlobalBatch):
     """Loaders of a DataModule whose splits live in memory (``train_set``, ``val_set``, ``test_set``).
 
     Training batches are shuffled (a :class:`~datamodules.resumable.ResumableLoader`) and the last
     incomplete one dropped; the others keep order.
-    Predict uses the test split.  Needs ``batch_size`` and ``num_workers`` attributes.
+    Predict uses the test split.  Needs ``batch_size`` (global, as in :class:`GlobalBatch`) and
+    ``num_workers`` attributes.
     """
 
     batch_size: int
@@ -375,7 +412,9 @@ class TensorSplitLoaders:
     test_set: Optional[Dataset]
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        options = dict(batch_size=self.batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        options = dict(
+            batch_size=self.process_batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+        )
         if train:  # shuffled by (seed, epoch), resumable mid-epoch
             return ResumableLoader(dataset, seed=getattr(self, "seed", 0), drop_last=True, **options)
         return DataLoader(dataset, shuffle=False, **options)

@@ -35,7 +35,7 @@ class DigitsDataModule(TensorSplitLoaders, LightningDataModule):
 
     Args:
         resolution: image side after bilinear upsampling (8 keeps the originals).
-        batch_size: batch size of every loader.
+        batch_size: the global batch of every loader, split evenly over the DDP processes.
         val_fraction: share of each class held out for validation.
         test_fraction: share of each class held out for testing.
         seed: fixes the split.

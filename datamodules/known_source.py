@@ -92,7 +92,7 @@ class KnownSourceDataModule(TensorSplitLoaders, LightningDataModule):
         resolution: image side (the 8x8 digits, bilinearly upsampled).
         num_images: images in the training split (counts N p_k by largest remainder).
         num_val_images: images in the validation and in the test split.
-        batch_size: batch size of every loader.
+        batch_size: the global batch of every loader, split evenly over the DDP processes.
         seed: fixes the order of the images.
     """
 

@@ -51,3 +51,27 @@ class Preempt(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.fit_loop.total_batch_idx == self.at:
             raise RuntimeError("preempted")
+
+
+class BatchProbe(Callback):
+    """Saves ``batches<rank>.pt`` in ``out_dir``: each training batch's size on this process, and at
+    the end the images seen (``train/kimg``), the optimiser steps and the EMA decay of the last G step."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.sizes: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.sizes.append(int(batch[0].shape[0]))
+
+    def on_train_end(self, trainer, pl_module):
+        from lightning_modules.nets.ema import ema_beta
+
+        os.makedirs(self.out_dir, exist_ok=True)
+        global_batch = self.sizes[-1] * trainer.world_size * pl_module.d_steps_per_g
+        beta = ema_beta(global_batch, pl_module.ema_kimg, pl_module.images_seen, pl_module.ema_rampup)
+        torch.save(
+            {"sizes": self.sizes, "images_seen": pl_module.images_seen, "global_step": trainer.global_step,
+             "world_size": trainer.world_size, "ema_beta": beta},
+            os.path.join(self.out_dir, f"batches{trainer.global_rank}.pt"),
+        )  # fmt: skip
