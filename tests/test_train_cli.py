@@ -184,7 +184,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert os.listdir(tmp_path / "noise_dim" / "digits_demo") == ["version_0"]
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 12
-    assert saved["images_seen"] == 6 * BATCH * 2  # 6 iterations on 2 processes
+    assert saved["images_seen"] == 6 * BATCH  # 6 iterations of the global batch (BATCH / 2 on each process)
     assert sorted(os.listdir(run / "samples")) == ["fixed_noise_step0000006.png", "fixed_noise_step0000012.png"]
     assert f"Run:         {run}" in proc.stdout
     assert "find_unused_parameters" not in proc.stdout + proc.stderr
