@@ -44,6 +44,20 @@ poster's).  The same equation is the stationarity condition of the *reverse-orde
 average, sum_i E[1/(lambda_i + sigma_e^2)] = sum_i 1/(lambda_i + s), so the forward
 minimax optimum and the reverse-order average optimum coincide for every spectrum.
 Every lambda_i must be positive: with a zero eigenvalue rho(s, 0) is infinite.
+Because the minimax equation weighs the smallest lambda_i most, the number of eigenvalues
+kept from a sample covariance is a setting (:func:`minimax_by_truncation` shows how the
+minimax optimum moves with it); the average optimum lambda_max/2 does not depend on it.
+
+The poster's other two theorems are identities, computed here so that the tests can
+check them against independent computations:
+
+* **Theorem 1 (Eq. 1-2)**, dD_f(P_bar || Q_bar)/dsigma^2 = -eta_f/2, for jointly Gaussian
+  (X, Y) with the noise on X only (:func:`theorem1_divergence`, :func:`theorem1_eta`;
+  f = KL or squared Hellinger, the closed-form cases).
+* **Theorem 3 (Eq. 9-10)** for a one-dimensional Gaussian-mixture X
+  (:class:`GaussianMixture1D`, :func:`theorem3_theta`, :func:`theorem3_eq10`), and Eq. 10 in
+  closed form for a Gaussian X (:func:`theorem3_eq10_gaussian`).  Readings: E independent
+  of X (Eq. 9 fails without it), and both scores of Eq. 10 evaluated at the same point.
 """
 
 from __future__ import annotations

@@ -11,10 +11,12 @@ sigma_e^2 in [0, lambda_max].  This module
    (type, sigma_e^2) cell is drawn from a generator seeded by (seed, type, sigma_e^2) only,
    so every trained model of a sweep is tested on identical inputs;
 2. **predicts** (:func:`theory`): the Gaussian-source model of the poster's Theorem 2 for
-   the actual inputs -- the eigenvalues of the input covariance (top ``max_dim``,
+   the actual inputs -- the eigenvalues of the input covariance (top ``max_dim``, the
+   truncation, reported with the prediction; None keeps all;
    :func:`analysis.i2i_noise.spectrum_from_data`), the average-case optimum
    sigma_t^2 = lambda_max / 2 (the poster's corollary "Training Noise Intensity") and the
-   minimax optimum (:func:`analysis.i2i_noise.minimax_sigma_t2`);
+   minimax optimum (:func:`analysis.i2i_noise.minimax_sigma_t2`), also at several
+   truncations (:func:`analysis.i2i_noise.minimax_by_truncation`);
 3. **summarises** a sweep over sigma_t^2 (:func:`summary`): for each noise type, the
    average and worst-case metric over the sigma_e^2 grid per trained sigma_t^2, which
    sigma_t^2 did best, and which trained sigma_t^2 is nearest each prediction;
