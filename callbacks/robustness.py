@@ -72,7 +72,11 @@ class NoiseRobustness(Callback):
         fid: FID/KID of the outputs against the clean targets in the feature space of
             ``inception`` or the project's ``classifier`` (needs ``fid_path``); ``none``.
         fid_path: weights of the FID feature extractor (see ``GenerativeMetrics.feature_path``).
-        theory_max_dim: eigenvalues of the input covariance kept for the theory.
+        theory_max_dim: the truncation of the theory: how many top eigenvalues of the
+            input covariance the Gaussian-source model keeps (``null``: every positive
+            one, at most N - 1 for N images).  The minimax prediction depends on it (the
+            average one does not); the table and log print it beside the prediction,
+            with the minimax prediction at k = 8, 16, 32, 64, 128 and all.
         progress: a progress bar over the (type, sigma_e^2) cells.
     """
 
@@ -89,7 +93,7 @@ class NoiseRobustness(Callback):
         every_n_epochs: int = 0,
         fid: Literal["none", "inception", "classifier"] = "none",
         fid_path: Optional[str] = None,
-        theory_max_dim: int = 64,
+        theory_max_dim: Optional[int] = 64,
         progress: bool = True,
     ) -> None:
         unknown = sorted(set(noise_types) - set(CORRUPTIONS))
@@ -108,7 +112,7 @@ class NoiseRobustness(Callback):
         for name, value, low in (
             ("max_images", max_images, 2),
             ("batch_size", batch_size, 1),
-            ("theory_max_dim", theory_max_dim, 1),
+            ("theory_max_dim", 1 if theory_max_dim is None else theory_max_dim, 1),
         ):
             if value < low:
                 raise ValueError(f"NoiseRobustness.{name} must be >= {low}, got {value}")

@@ -11,10 +11,12 @@ sigma_e^2 in [0, lambda_max].  This module
    (type, sigma_e^2) cell is drawn from a generator seeded by (seed, type, sigma_e^2) only,
    so every trained model of a sweep is tested on identical inputs;
 2. **predicts** (:func:`theory`): the Gaussian-source model of the poster's Theorem 2 for
-   the actual inputs -- the eigenvalues of the input covariance (top ``max_dim``,
+   the actual inputs -- the eigenvalues of the input covariance (top ``max_dim``, the
+   truncation, reported with the prediction; None keeps all;
    :func:`analysis.i2i_noise.spectrum_from_data`), the average-case optimum
    sigma_t^2 = lambda_max / 2 (the poster's corollary "Training Noise Intensity") and the
-   minimax optimum (:func:`analysis.i2i_noise.minimax_sigma_t2`);
+   minimax optimum (:func:`analysis.i2i_noise.minimax_sigma_t2`), also at several
+   truncations (:func:`analysis.i2i_noise.minimax_by_truncation`);
 3. **summarises** a sweep over sigma_t^2 (:func:`summary`): for each noise type, the
    average and worst-case metric over the sigma_e^2 grid per trained sigma_t^2, which
    sigma_t^2 did best, and which trained sigma_t^2 is nearest each prediction;
@@ -41,7 +43,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from analysis.i2i_noise import average_optimal_sigma_t2, minimax_sigma_t2, spectrum_from_data
+from analysis.i2i_noise import (
+    TRUNCATIONS,
+    average_optimal_sigma_t2,
+    minimax_by_truncation,
+    minimax_sigma_t2,
+    spectrum_from_data,
+    truncation_label,
+)
 from core.io import atomic_path
 from core.seeding import seeded_generator
 from evaluation.corruptions import CORRUPTIONS, corrupt, noise_power
@@ -59,6 +68,8 @@ __all__ = [
     "summary_markdown",
     "table_markdown",
     "theory",
+    "minimax_label",
+    "truncation_markdown",
     "write_table",
 ]
 
@@ -178,29 +189,65 @@ def _fid_kid(real: torch.Tensor, fake: torch.Tensor, kid_subset_size: int, seed:
 
 
 # ---------------------------------------------------------------------- the theory
-def theory(clean_inputs: torch.Tensor, lambda_max: float, max_dim: int = 64) -> dict[str, Any]:
+def theory(
+    clean_inputs: torch.Tensor,
+    lambda_max: float,
+    max_dim: Optional[int] = 64,
+    truncations: Sequence[Optional[int]] = TRUNCATIONS,
+) -> dict[str, Any]:
     """The Gaussian-source predictions of the poster for these inputs and inference-noise range.
 
     The source X is modelled as N(mean, Sigma_s) with Sigma_s the sample covariance of the
-    flattened clean inputs (top ``max_dim`` eigenvalues; constant directions dropped,
-    since the KL of Theorem 2 is infinite on them).  Returns the eigenvalues' summary, the
-    average-case optimum lambda_max / 2 (the poster's corollary; checked numerically with
-    :func:`analysis.i2i_noise.average_optimal_sigma_t2`) and the minimax optimum.
+    flattened clean inputs: its top ``max_dim`` eigenvalues (None: every positive one, at
+    most N - 1 for N inputs; constant directions are always dropped, since the KL of
+    Theorem 2 is infinite on them).  Returns the eigenvalues' summary, the truncation
+    (``max_dim`` and its ``truncation`` label), the average-case optimum lambda_max / 2 (the
+    poster's corollary; checked numerically with
+    :func:`analysis.i2i_noise.average_optimal_sigma_t2`), the minimax optimum on the kept
+    eigenvalues, and ``minimax_by_truncation``: the minimax optimum for each k of
+    ``truncations`` (:func:`analysis.i2i_noise.minimax_by_truncation`), to show how much
+    the prediction moves with the truncation.
     """
     x = clean_inputs.detach().double().flatten(1).cpu().numpy()
-    eigenvalues, share, dropped = spectrum_from_data(x, max_dim)
+    full, share_all, _ = spectrum_from_data(x, None)
+    eigenvalues = full if max_dim is None else full[:max_dim]
+    if eigenvalues.size == 0:
+        raise ValueError(f"max_dim must be >= 1 or None (all), got {max_dim}")
     return {
         "lambda_max": float(lambda_max),
         "average_sigma_t2": float(lambda_max) / 2.0,
         "average_sigma_t2_numeric": average_optimal_sigma_t2(eigenvalues, lambda_max),
         "minimax_sigma_t2": minimax_sigma_t2(eigenvalues, lambda_max),
+        "max_dim": max_dim,
+        "truncation": truncation_label(max_dim),
         "eigenvalues_kept": int(eigenvalues.size),
-        "variance_share": share,
+        "eigenvalues_positive": int(full.size),
+        "variance_share": float(share_all * eigenvalues.sum() / full.sum()),
         "eigenvalue_max": float(eigenvalues[0]),
         "eigenvalue_min_kept": float(eigenvalues[-1]),
+        "minimax_by_truncation": minimax_by_truncation(full, lambda_max, truncations),
         "images": int(x.shape[0]),
         "dimension": int(x.shape[1]),
     }
+
+
+def minimax_label(theory_values: dict[str, Any]) -> str:
+    """``"minimax σ_t² (top 64 eigenvalues) = 0.0528"``: the prediction with the truncation it was made at."""
+    truncation = theory_values.get("truncation") or f"top {theory_values.get('eigenvalues_kept', '?')} eigenvalues"
+    return f"minimax σ_t² ({truncation}) = {_fmt(theory_values['minimax_sigma_t2'])}"
+
+
+def truncation_markdown(theory_values: dict[str, Any]) -> str:
+    """One line: the minimax prediction at each truncation of ``theory_values["minimax_by_truncation"]`` ('' if absent)."""
+    rows = theory_values.get("minimax_by_truncation")
+    if not rows:
+        return ""
+    cells = []
+    for t in rows:
+        k = "all" if t["k"] is None else str(t["k"])
+        kept = f" ({t['kept']} kept)" if t["k"] is None or t["kept"] < t["k"] else ""
+        cells.append(f"k = {k}{kept}: {_fmt(t['minimax_sigma_t2'])}")
+    return "Minimax σ_t² on the top k eigenvalues: " + "; ".join(cells) + "."
 
 
 # ---------------------------------------------------------------------- summaries
@@ -308,9 +355,11 @@ def summary_markdown(
             f"{theory_values['eigenvalues_kept']} eigenvalues holding {100 * theory_values['variance_share']:.1f}% of "
             f"the variance, λ_max = {_fmt(theory_values['lambda_max'])}): average-case σ_t² = λ_max/2 = "
             f"{_fmt(theory_values['average_sigma_t2'])} (numeric {_fmt(theory_values['average_sigma_t2_numeric'])}), "
-            f"minimax σ_t² = {_fmt(theory_values['minimax_sigma_t2'])}.",
+            f"{minimax_label(theory_values)}.",
             "",
         ]
+        if truncation_markdown(theory_values):
+            lines += [truncation_markdown(theory_values), ""]
     lines += [
         f"| noise | σ_t² | {metric} average over σ_e² | {metric} worst | best average | best worst |"
         + (" nearest λ_max/2 | nearest minimax |" if theory_values else ""),
@@ -436,7 +485,7 @@ def plot_robustness(
             theory_values["minimax_sigma_t2"],
             color="tab:red",
             ls=":",
-            label=f"minimax = {_fmt(theory_values['minimax_sigma_t2'], 3)}",
+            label=f"minimax ({theory_values.get('truncation', 'top ? eigenvalues')}) = {_fmt(theory_values['minimax_sigma_t2'], 3)}",
         )
     ax.set_title(f"{focus.replace('_', ' ')}: training noise")
     ax.set_xlabel("training noise σ_t²")

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from analysis.i2i_noise import minimax_sigma_t2, spectrum_from_data
+from analysis.i2i_noise import TRUNCATIONS, minimax_by_truncation, minimax_sigma_t2, spectrum_from_data
 from callbacks.robustness import NoiseRobustness
 from evaluation.robustness import (
     cell_generator,
@@ -21,6 +21,7 @@ from evaluation.robustness import (
     robustness_rows,
     sigma_e2_grid,
     summary,
+    summary_markdown,
     table_markdown,
     theory,
     write_table,
@@ -114,6 +115,28 @@ def test_theory_matches_the_analysis_module():
     assert t["average_sigma_t2_numeric"] == pytest.approx(0.1, rel=1e-4)  # the poster's lambda_max / 2
     assert t["minimax_sigma_t2"] == pytest.approx(minimax_sigma_t2(eig, 0.2))
     assert 0 < t["minimax_sigma_t2"] < 0.2
+    assert t["max_dim"] == 10 and t["truncation"] == "top 10 eigenvalues"
+
+
+def test_theory_reports_its_truncation_and_the_prediction_per_truncation():
+    """The truncation is a setting (None = every positive eigenvalue), reported with the prediction."""
+    x = _images(40, size=32)  # 64-dimensional smooth source, 40 images: 39 positive eigenvalues
+    full, _, _ = spectrum_from_data(x.double().flatten(1).numpy(), None)
+    everything = theory(x, lambda_max=0.2, max_dim=None)
+    assert everything["max_dim"] is None and everything["eigenvalues_kept"] == everything["eigenvalues_positive"] == full.size
+    assert everything["minimax_sigma_t2"] == pytest.approx(minimax_sigma_t2(full, 0.2), rel=1e-12)
+    assert everything["variance_share"] == pytest.approx(1.0)
+    top8 = theory(x, lambda_max=0.2, max_dim=8)
+    assert top8["minimax_sigma_t2"] == pytest.approx(minimax_sigma_t2(full[:8], 0.2), rel=1e-12)
+    assert top8["minimax_sigma_t2"] != pytest.approx(everything["minimax_sigma_t2"], rel=0.05)  # k moves it
+    table = top8["minimax_by_truncation"]
+    assert [r["k"] for r in table] == list(TRUNCATIONS)
+    assert table == minimax_by_truncation(full, 0.2)
+    by_k = {r["k"]: r["minimax_sigma_t2"] for r in table}
+    assert by_k[8] == pytest.approx(top8["minimax_sigma_t2"]) and by_k[None] == pytest.approx(everything["minimax_sigma_t2"])
+    md = summary_markdown(_fake_rows(), "psnr", top8)
+    assert f"minimax σ_t² (top 8 eigenvalues) = {by_k[8]:.4g}" in md
+    assert "Minimax σ_t² on the top k eigenvalues: k = 8: " in md and "k = all (" in md
 
 
 def _fake_rows():
@@ -177,7 +200,7 @@ def test_table_files_round_trip_and_plot(tmp_path):
     saved = json.loads(Path(paths["json"]).read_text())
     assert saved["theory"]["minimax_sigma_t2"] == 0.04 and len(saved["rows"]) == 24
     md = Path(paths["md"]).read_text()
-    assert "λ_max/2 = 0.1" in md and "minimax σ_t² = 0.04" in md
+    assert "λ_max/2 = 0.1" in md and "minimax σ_t² (top 3 eigenvalues) = 0.04" in md  # an old theory dict: kept count
     # one line per (noise, sigma_e^2), the best sigma_t^2 in bold
     table = table_markdown(rows, "psnr")
     assert len(table.splitlines()) == 2 + 2 * 3
@@ -194,6 +217,7 @@ def test_table_files_round_trip_and_plot(tmp_path):
         ({"sigma_e2": [0.1, -0.2]}, "NoiseRobustness.sigma_e2"),
         ({"max_images": 1}, "NoiseRobustness.max_images"),
         ({"fid": "lpips"}, "NoiseRobustness.fid"),
+        ({"theory_max_dim": 0}, "NoiseRobustness.theory_max_dim"),
     ],
 )
 def test_callback_arguments_are_checked(kwargs, fragment):
@@ -204,6 +228,10 @@ def test_callback_arguments_are_checked(kwargs, fragment):
 def test_explicit_sigma_e2_replaces_the_grid():
     assert NoiseRobustness(sigma_e2=[0.2, 0.0, 0.05]).grid == [0.0, 0.05, 0.2]
     assert NoiseRobustness(lambda_max=0.2, num_levels=3).grid == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_theory_max_dim_null_keeps_every_eigenvalue():
+    assert NoiseRobustness(theory_max_dim=None).theory_max_dim is None
 
 
 # ---------------------------------------------------------------------- configs and the CLI
@@ -280,6 +308,8 @@ def test_sweep_script_end_to_end_on_digits(tmp_path):
     theory_values = json.loads((sweep / "robustness.json").read_text())["theory"]
     assert theory_values["average_sigma_t2"] == pytest.approx(0.1)
     assert (sweep / "robustness_psnr.png").is_file() and "λ_max/2" in (sweep / "robustness.md").read_text()
+    assert theory_values["max_dim"] == 8 and "minimax σ_t² (top 8 eigenvalues) = " in (sweep / "robustness.md").read_text()
+    assert "minimax σ_t² (top 8 eigenvalues) = " in proc.stdout
     for t in ("0", "0.1"):
         run = sweep / f"sigma_t2_{t}"
         assert (run / "fit" / "FINISHED").is_file() and (run / "fit" / "checkpoints" / "last.ckpt").is_file()

@@ -9,7 +9,9 @@ rho(., 0) and rho(., lambda_max I)) and the average optimum over sigma_e^2 ~ U(0
 --plot draws rho against sigma_e^2 for several sigma_t^2.
 
 Source spectrum: --eigenvalues, or --dim with --source-variance (isotropic), or --data
-(the pixel covariance of a dataset, top --max-dim eigenvalues).
+(the pixel covariance of a dataset, top --max-dim eigenvalues, or all).  --truncations
+(default with --data: 8 16 32 64 128 all) reports how the minimax optimum moves with the
+number of eigenvalues kept.
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ from analysis.i2i_noise import (
     average_optimal_sigma_t2,
     average_optimal_sigma_t2_grid,
     average_rho,
+    TRUNCATIONS,
     isotropic_minimax_sigma_t2,
+    minimax_by_truncation,
     minimax_sigma_t2,
     minimax_sigma_t2_grid,
+    parse_truncation,
     rho,
     spectrum_from_data,
     theorem2_checks,
+    truncation_label,
     worst_case_rho,
 )
 
@@ -48,8 +54,16 @@ def _positive(values: list[float], flag: str) -> None:
             raise UsageError(f"{flag}: every value must be a positive number, got {v}")
 
 
-def _spectrum(args: argparse.Namespace) -> tuple[np.ndarray, str, list[str]]:
-    """(eigenvalues of Sigma_s, a description, notes)."""
+def _truncation(value: str) -> Optional[int]:
+    """argparse type of --max-dim and --truncations: a count >= 1 or ``all``."""
+    try:
+        return parse_truncation(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count >= 1 or 'all', got {value!r}") from None
+
+
+def _spectrum(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
+    """(eigenvalues of Sigma_s after --max-dim, every positive eigenvalue, a description, notes)."""
     isotropic = [("--dim", args.dim), ("--source-variance", args.source_variance)]
     given = [flag for flag, value in [("--eigenvalues", args.eigenvalues), ("--data", args.data)] if value is not None]
     if len(given) > 1 or (given and any(value is not None for _, value in isotropic)):
@@ -58,31 +72,33 @@ def _spectrum(args: argparse.Namespace) -> tuple[np.ndarray, str, list[str]]:
     if args.eigenvalues is not None:
         _positive(args.eigenvalues, "--eigenvalues (the source covariance must be positive definite)")
         lam = np.sort(np.asarray(args.eigenvalues, dtype=np.float64))[::-1]
-        return lam, f"Sigma_s with eigenvalues {', '.join(f'{v:g}' for v in lam[:6])}{' ...' if len(lam) > 6 else ''} (d = {len(lam)})", []
+        return lam, lam, f"Sigma_s with eigenvalues {', '.join(f'{v:g}' for v in lam[:6])}{' ...' if len(lam) > 6 else ''} (d = {len(lam)})", []
     if args.data is not None:
-        if args.max_dim < 1:
-            raise UsageError(f"--max-dim must be >= 1, got {args.max_dim}")
         vectors = [image.reshape(-1) for _, image in iter_uint8_images(args.data, args.split, args.limit, args.data_args)]
         if len({v.size for v in vectors}) > 1:
             raise UsageError(f"--data {args.data}: the images differ in size; all must match")
         x = np.stack(vectors).astype(np.float64) / 255.0
         try:
-            lam, share, dropped = spectrum_from_data(x, args.max_dim)
+            full, share_all, _ = spectrum_from_data(x, None)
         except ValueError as err:
             raise UsageError(f"--data {args.data}: {err}") from None
+        lam = full if args.max_dim is None else full[: args.max_dim]
+        share, dropped = share_all * lam.sum() / full.sum(), full.size - lam.size
         notes = [
-            f"Sigma_s: pixel covariance (pixels in [0, 1]) of {len(x):,} images of {x.shape[1]} pixels; kept the top"
-            f" {len(lam)} eigenvalues ({lam[-1]:.3g} .. {lam[0]:.3g}, {100 * share:.1f} % of the variance),"
-            f" dropped {dropped} smaller positive ones and every zero one (rho(s, 0) is infinite on a zero eigenvalue)",
-            "the minimax optimum depends strongly on the smallest kept eigenvalue (--max-dim); the average optimum does not",
+            f"Sigma_s: pixel covariance (pixels in [0, 1]) of {len(x):,} images of {x.shape[1]} pixels; kept"
+            f" {'' if args.max_dim is None else 'the '}{truncation_label(args.max_dim)} (--max-dim {'all' if args.max_dim is None else args.max_dim}: {len(lam)},"
+            f" {lam[-1]:.3g} .. {lam[0]:.3g}, {100 * share:.1f} % of the variance),"
+            f" dropped {dropped} smaller positive ones and every zero one (rho(s, 0) is infinite on a zero eigenvalue;"
+            f" 'all' is at most N - 1 = {len(x) - 1})",
+            "the minimax optimum depends strongly on the smallest kept eigenvalue (--max-dim, see --truncations); the average optimum does not",
         ]
-        return lam, f"the pixel covariance of {args.data} (d = {len(lam)})", notes
+        return lam, full, f"the pixel covariance of {args.data} ({truncation_label(args.max_dim)}, d = {len(lam)})", notes
     dim = 64 if args.dim is None else args.dim
     if dim < 1:
         raise UsageError(f"--dim must be >= 1, got {dim}")
     variance = args.source_variance if args.source_variance is not None else (args.lambda_max if args.lambda_max is not None else 1.0)
     _positive([variance], "--source-variance")
-    return np.full(dim, variance), f"isotropic Sigma_s = {variance:g} I (d = {dim})", []
+    return np.full(dim, variance), np.full(dim, variance), f"isotropic Sigma_s = {variance:g} I (d = {dim})", []
 
 
 def _figure(lam: np.ndarray, lambda_max: float, sigma_t2: list[float], direction: str, minimax: float, source: str):
@@ -112,7 +128,7 @@ def _figure(lam: np.ndarray, lambda_max: float, sigma_t2: list[float], direction
 def run(args: argparse.Namespace) -> Report:
     if args.lambda_max is not None and not (np.isfinite(args.lambda_max) and args.lambda_max > 0):
         raise UsageError(f"--lambda-max must be a positive number, got {args.lambda_max}")
-    lam, source, notes = _spectrum(args)
+    lam, full, source, notes = _spectrum(args)
     lambda_max = float(args.lambda_max) if args.lambda_max is not None else float(lam.max())
     curves: Optional[list[float]] = None
     if args.sigma_t2 is not None:
@@ -185,6 +201,19 @@ def run(args: argparse.Namespace) -> Report:
         f" max rho(s, e) - rho(0, e) over e >= s/2 = {checks.max_property2_gap:.3g}"
         f" ({'property 2 holds' if checks.max_property2_gap < 0 else 'property 2 FAILS'})",
     ]
+    truncations = args.truncations if args.truncations is not None else (list(TRUNCATIONS) if args.data is not None else None)
+    by_truncation = None
+    if truncations is not None:
+        by_truncation = minimax_by_truncation(full, lambda_max, truncations, direction)
+        notes.append(
+            f"minimax sigma_t^2 by truncation of the spectrum (lambda_max = {lambda_max:.6g} fixed; top k of {full.size} positive eigenvalues): "
+            + "; ".join(
+                f"k = {'all' if t['k'] is None else t['k']}"
+                + (f" ({t['kept']} kept)" if t["k"] is None or t["kept"] < t["k"] else "")
+                + f": {t['minimax_sigma_t2']:.4g} ({100 * t['variance_share']:.1f} % of the variance)"
+                for t in by_truncation
+            )
+        )
     plot_curves = curves if curves is not None else [0.0, lambda_max / 4, minimax, stated, lambda_max]
     return Report(
         title="Optimal training-noise variance sigma_t^2 for Gaussian noise injection (I2I poster, Theorem 2 and corollary)",
@@ -199,6 +228,8 @@ def run(args: argparse.Namespace) -> Report:
             "minimax_sigma_t2": minimax,
             "average_sigma_t2": average,
             "stated_average_sigma_t2": stated,
+            "max_dim": args.max_dim if args.data is not None else None,
+            "minimax_by_truncation": by_truncation,
             "theorem2": {"min_second_difference": checks.min_second_difference, "max_property2_gap": checks.max_property2_gap},
         },
     )
@@ -218,7 +249,21 @@ def add_command(subparsers) -> None:
         "--source-variance", type=float, metavar="V", help="isotropic source: Sigma_s = V I (default: lambda_max, else 1)"
     )
     add_data_arguments(parser, required=False)
-    parser.add_argument("--max-dim", type=int, default=64, metavar="D", help="--data: keep the top D eigenvalues (default 64)")
+    parser.add_argument(
+        "--max-dim",
+        type=_truncation,
+        default=64,
+        metavar="D",
+        help="--data: keep the top D eigenvalues, or 'all' (default 64; the minimax optimum depends on it)",
+    )
+    parser.add_argument(
+        "--truncations",
+        type=_truncation,
+        nargs="+",
+        metavar="K",
+        help="also report the minimax optimum on the top K eigenvalues for each K (a count or 'all');"
+        " default with --data: 8 16 32 64 128 all",
+    )
     parser.add_argument(
         "--lambda-max",
         type=float,
