@@ -1,7 +1,8 @@
 """``python -m tools ganz {compress,decompress,rd,cs}``: GANZ as a codec.
 
     compress    images -> .ganz files (GANZ Eq. 1); prints bytes, bits per pixel, PSNR and SSIM per image
-    decompress  .ganz files -> PNG images (G(z*)); checks format, CRC and generator hash
+    decompress  .ganz files -> PNG images (G(z*)), with the G or G_ema each file names; checks format,
+                CRC and generator hash
     rd          rate-distortion of GANZ vs wavelets and JPEG/WebP/JPEG-XL/AVIF at equal size
                 (train, test and out-of-domain images): CSV, markdown, PSNR-vs-bpp plot, grids
     cs          compressive sensing from M Gaussian measurements (Sec. 4, Fig. 8)
@@ -31,7 +32,13 @@ from analysis.cli import format_table
 from analysis.data import add_data_arguments, iter_uint8_images, read_image
 from core.errors import UserError, check_checkpoint_file
 from lightning_modules.ganz import rate_distortion as rd
-from lightning_modules.ganz.codec import GanzCodec, GeneratorMismatchError, from_uint8, to_uint8
+from lightning_modules.ganz.codec import (
+    GanzCodec,
+    GeneratorMismatchError,
+    checkpoint_generators,
+    from_uint8,
+    to_uint8,
+)
 from lightning_modules.ganz.format import GanzFormatError, dequantize, read_ganz, write_atomic
 from lightning_modules.ganz.inversion import InversionConfig
 from lightning_modules.ganz.latent import LatentMode
@@ -56,10 +63,12 @@ def _inversion_arguments(parser: argparse.ArgumentParser, steps: int = 500) -> N
     group.add_argument("--batch-size", type=int, default=64, help="images optimised together")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, choose_generator: bool = True) -> None:
     parser.add_argument("--ckpt", required=True, help="GANZ checkpoint (runs/ganz/.../checkpoints/last.ckpt)")
     parser.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
-    parser.add_argument("--raw-generator", action="store_true", help="use the trained G, not its EMA")
+    if choose_generator:  # decompress takes the network each file names
+        parser.add_argument("--raw-generator", action="store_true",
+                            help="use the trained G, not its EMA (recorded in every .ganz file)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -176,10 +185,15 @@ def cmd_decompress(args: argparse.Namespace) -> None:
 
     if args.output and len(args.files) != 1:
         raise UserError("--output names one file: give one .ganz file, or use --out-dir")
-    codec = _codec(args)
+    check_checkpoint_file(args.ckpt, "--ckpt", howto="python train.py fit -c configs/ganz/<config>.yaml")
+    generators = checkpoint_generators(args.ckpt)
+    codecs: dict[str, GanzCodec] = {}
     rows = []
     for path in args.files:
         header, payload = read_ganz(path)
+        # The network the file names (G or G_ema); a version-1 file: the one whose hash matches.
+        codec = GanzCodec.for_file(header, generators, args.device)
+        codec = codecs.setdefault(codec.weights, codec)
         codec.check_header(header, path)
         image = codec.reconstruct(header, dequantize(payload, header))
         target = args.output or os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
@@ -198,11 +212,12 @@ def cmd_decompress(args: argparse.Namespace) -> None:
                 mode=header.mode,
                 d_c=header.d_c,
                 dtype=header.dtype,
+                weights=codec.weights,
                 bytes=size,
                 bpp=8 * size / (h * w),
             )
         )
-    print(format_table(("file", "output", "mode", "d_c", "dtype", "bytes", "bpp"), rows))
+    print(format_table(("file", "output", "mode", "d_c", "dtype", "weights", "bytes", "bpp"), rows))
 
 
 def _image_sets(args: argparse.Namespace, shape) -> list:
@@ -324,8 +339,8 @@ def add_command(subparsers, name: str, help: str) -> None:
     _inversion_arguments(p)
     p.set_defaults(func=cmd_compress)
 
-    p = sub.add_parser("decompress", help=".ganz files -> PNG images")
-    _common(p)
+    p = sub.add_parser("decompress", help=".ganz files -> PNG images (with the G or G_ema each file names)")
+    _common(p, choose_generator=False)
     p.add_argument("files", nargs="+", help=".ganz files")
     p.add_argument("-o", "--out-dir", default=".", help="where the PNGs go (default: here)")
     p.add_argument("--output", help="output file for a single input (.png, or .npy for the float image)")
