@@ -34,8 +34,8 @@ The generator hash is that of the *weights* the codec decodes with, not of the c
 file, so re-saving a checkpoint (other optimiser state, another Lightning version) keeps
 its files readable while any change to the generator is caught.  Reading checks, in
 order: the length (truncated), the magic, the version, the dtype code, the exact length
-the header implies, then the CRC (corruption), then the mode, stream and weights codes; each failure is a :class:`GanzFormatError`
-naming the file and what is wrong.  Files are written atomically (:func:`write_atomic`, i.e.
+the header implies, the CRC (corruption), then the mode, stream and weights codes; each
+failure is a :class:`GanzFormatError` naming the file and what is wrong.  Files are written atomically (:func:`write_atomic`, i.e.
 :func:`core.io.atomic_write_bytes`: a temporary file in the same folder, then ``os.replace``), so a
 failed write leaves no output file.
 """
