@@ -82,7 +82,7 @@ def test_latent_generator_keep_linear_is_g_and_leaves_g_trainable(model):
     assert torch.equal(ratio.weight, random_linear_weight(PIXELS // 8, FEATURES, 5))
 
 
-# latent.py needs only torch: loaded on its own, the subprocess starts in about a second.
+# latent.py needs only torch, NumPy and core: loaded on its own, the subprocess starts in about a second.
 _WEIGHT_SCRIPT = (
     "import hashlib, importlib.util, sys, torch\n"
     "torch.manual_seed(12345); torch.rand(7)\n"  # a different global RNG state

@@ -48,9 +48,9 @@ __all__ = [
     "to_uint8",
 ]
 
-#: the torch versions known to have written format-version-1 files (the project's pin when
-#: version 1 was current); their torch.randn layer is what a version-1 file was compressed with.
-LEGACY_TORCH = "2.x (written and tested with torch 2.14)"
+#: the torch that wrote format-version-1 files: the project pinned torch==2.14.1 for all of
+#: version 1's life, so its torch.randn layer is what a version-1 file was compressed with.
+LEGACY_TORCH = "torch 2.14.1, the project's pin while version 1 was written"
 
 
 class GeneratorMismatchError(ValueError):

@@ -23,7 +23,7 @@ the random stream named in the header (:data:`RNGS`):
   nothing but the seed: not on the torch or NumPy version, the device or the global RNG.
 * ``torch.randn`` (format version 1, read only): W = randn(F, d_c) / sqrt(d_c) from
   ``torch.Generator("cpu").manual_seed(seed)`` in float32, as version-1 files were written;
-  its numbers are torch's to change (they were written with torch 2.x, tested on 2.14).
+  its numbers are torch's to change (version-1 files were written with torch 2.14.1).
 
 The 1/sqrt(d_c) scale gives unit-variance features for a unit-variance latent; there is no bias.
 """
