@@ -463,6 +463,7 @@ def plot_dt_sweep(points: Sequence[dict[str, Any]], path: str) -> str:
 
 
 def cmd_dt_sweep(args: argparse.Namespace) -> int:
+    """GANZ Fig. 2: train or take one run per d_t and seed, evaluate each at ``--ratio``, write table and figure."""
     if bool(args.ckpts) == bool(args.configs):
         raise UserError("give the trained checkpoints (--ckpts) or the configs to train (--configs), not both")
     if not args.ratio > 0:

@@ -35,9 +35,10 @@ file, so re-saving a checkpoint (other optimiser state, another Lightning versio
 its files readable while any change to the generator is caught.  Reading checks, in
 order: the length (truncated), the magic, the version, the dtype code, the exact length
 the header implies, the CRC (corruption), then the mode, stream and weights codes; each
-failure is a :class:`GanzFormatError` naming the file and what is wrong.  Files are written atomically (:func:`write_atomic`, i.e.
-:func:`core.io.atomic_write_bytes`: a temporary file in the same folder, then ``os.replace``), so a
-failed write leaves no output file.
+failure is a :class:`GanzFormatError` naming the file and what is wrong.  Files are
+written atomically (:func:`write_atomic`, i.e. :func:`core.io.atomic_write_bytes`: a
+temporary file in the same folder, then ``os.replace``), so a failed write leaves no
+output file.
 """
 
 from __future__ import annotations
