@@ -18,7 +18,7 @@ def ganz_cli(argv: list[str]) -> int:
     return tools_main(["ganz", *argv])
 
 
-def tiny_ganz(seed: int = 0, channels: int = CHANNELS, **kwargs) -> GANZ:
+def tiny_ganz(seed: int = 0, channels: int = CHANNELS, d_t: int = D_T, **kwargs) -> GANZ:
     """A 16x16 GANZ whose generator's outputs have contrast and stay inside [-1, 1].
 
     A freshly initialised BEGAN generator makes nearly flat images; the last convolution is
@@ -27,7 +27,7 @@ def tiny_ganz(seed: int = 0, channels: int = CHANNELS, **kwargs) -> GANZ:
     """
     torch.manual_seed(seed)
     model = GANZ(
-        noise={"dim": D_T, "distribution": "uniform"},
+        noise={"dim": d_t, "distribution": "uniform"},
         resolution=RES,
         channels=channels,
         n_filters=N_FILTERS,
@@ -37,7 +37,7 @@ def tiny_ganz(seed: int = 0, channels: int = CHANNELS, **kwargs) -> GANZ:
         g = model.generator
         last = g.synthesis.body[-1]
         last.bias.zero_()
-        peak = g(torch.rand(256, D_T, generator=torch.Generator().manual_seed(1)) * 2 - 1).abs().max()
+        peak = g(torch.rand(256, d_t, generator=torch.Generator().manual_seed(1)) * 2 - 1).abs().max()
         last.weight.mul_(0.7 / peak)
         model.generator_ema.module.load_state_dict(g.state_dict())
     return model

@@ -82,7 +82,7 @@ def test_latent_generator_keep_linear_is_g_and_leaves_g_trainable(model):
     assert torch.equal(ratio.weight, random_linear_weight(PIXELS // 8, FEATURES, 5))
 
 
-# latent.py needs only torch: loaded on its own, the subprocess starts in about a second.
+# latent.py needs only torch, NumPy and core: loaded on its own, the subprocess starts in about a second.
 _WEIGHT_SCRIPT = (
     "import hashlib, importlib.util, sys, torch\n"
     "torch.manual_seed(12345); torch.rand(7)\n"  # a different global RNG state
@@ -246,7 +246,7 @@ def test_cli_refuses_bad_files_and_writes_nothing(model, checkpoint, tmp_path, c
         "truncated.ganz": (data.data[:-3], "truncated"),
         "corrupt.ganz": (flipped, "CRC32"),
         "magic.ganz": (b"JUNK" + data.data[4:], "not a .ganz file"),
-        "version.ganz": (data.data[:4] + struct.pack("<B", 2) + data.data[5:], "unsupported .ganz format version 2"),
+        "version.ganz": (data.data[:4] + struct.pack("<B", 3) + data.data[5:], "unsupported .ganz format version 3"),
     }
     other_ckpt = save_checkpoint(tiny_ganz(seed=1), tmp_path / "other.ckpt")
     for name, (content, message) in cases.items():

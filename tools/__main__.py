@@ -22,7 +22,10 @@ from core.errors import ArgumentParser, UserError, call_cli
 #: command -> (module defining add_command(subparsers, name, help), one line of --help).
 #: Only the module of the command that runs is imported.
 COMMANDS = {
-    "ganz": ("tools.ganz", "GANZ as a codec: compress | decompress | rd (rate-distortion) | cs (compressive sensing)"),
+    "ganz": (
+        "tools.ganz",
+        "GANZ as a codec: compress | decompress | rd (rate-distortion) | cs (compressive sensing) | dt-sweep (Fig. 2)",
+    ),
     "invert": ("tools.invert", "GAN inversion of a folder of images through an RNIStyleGAN2 checkpoint"),
     "sweep-noise-dim": (
         "tools.sweep_noise_dim",

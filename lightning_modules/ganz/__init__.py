@@ -7,7 +7,7 @@
 * ``sensing``: compressive sensing with the generator as prior (Sec. 4, Fig. 8);
 * ``compression_baselines``: the wavelet baseline (GANZ Sec. 3.4) and standard lossy codecs at a byte budget;
 * ``rate_distortion``: GANZ against wavelets and standard codecs at equal size;
-* the command line is ``python -m tools ganz compress|decompress|rd|cs`` (:mod:`tools.ganz`).
+* the command line is ``python -m tools ganz compress|decompress|rd|cs|dt-sweep`` (:mod:`tools.ganz`).
 """
 
 from lightning_modules.ganz.module import GANZ

@@ -10,14 +10,20 @@ what it reports is bit for bit what ``decompress`` returns.  Decoded images are 
 to [-1, 1] (BEGAN's generator has no output non-linearity).
 
 The generator is identified by :func:`generator_sha256`, a hash of its architecture and
-weights, stored in every file; decoding with another generator is a
-:class:`GeneratorMismatchError`.
+weights, stored in every file with which of the checkpoint's networks it is (``G`` or
+``G_ema``); :meth:`GanzCodec.for_file` loads that one, and decoding with another generator
+is a :class:`GeneratorMismatchError`.  The random layer of modes ``square_linear`` and
+``random_linear`` comes from the project's Philox stream (:mod:`core.counter_rng`), so the
+decoded pixels depend on the file and the checkpoint only; a format-version-1 file in those
+modes decodes with ``torch.randn``'s layer, as it was written, with a
+:class:`LegacyStreamWarning`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -25,16 +31,40 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_modules.ganz.format import GanzHeader, dequantize, pack, quantize, unpack
+from lightning_modules.ganz.format import FORMAT_VERSION, WEIGHTS, GanzHeader, dequantize, pack, quantize, unpack
 from lightning_modules.ganz.inversion import InversionConfig, invert
-from lightning_modules.ganz.latent import LatentGenerator, LatentMode
+from lightning_modules.ganz.latent import PHILOX, TORCH_RANDN, LatentGenerator, LatentMode
 from lightning_modules.ganz.module import GANZ
 
-__all__ = ["Compressed", "GanzCodec", "GeneratorMismatchError", "from_uint8", "generator_sha256", "to_uint8"]
+__all__ = [
+    "Compressed",
+    "GanzCodec",
+    "GeneratorMismatchError",
+    "LEGACY_TORCH",
+    "LegacyStreamWarning",
+    "checkpoint_generators",
+    "from_uint8",
+    "generator_sha256",
+    "to_uint8",
+]
+
+#: the torch that wrote format-version-1 files: the project pinned torch==2.14.1 for all of
+#: version 1's life, so its torch.randn layer is what a version-1 file was compressed with.
+LEGACY_TORCH = "torch 2.14.1, the project's pin while version 1 was written"
 
 
 class GeneratorMismatchError(ValueError):
     """A ``.ganz`` file written with another generator than the one given to decode it."""
+
+
+class LegacyStreamWarning(UserWarning):
+    """A format-version-1 file whose random layer is ``torch.randn``'s: its pixels depend on the torch version."""
+
+
+def checkpoint_generators(path: str) -> dict[str, nn.Module]:
+    """The two generators of a :class:`~lightning_modules.ganz.module.GANZ` checkpoint: ``G`` and ``G_ema``."""
+    model = GANZ.load_from_checkpoint(path, map_location="cpu")
+    return {"G": model.generator, "G_ema": model.generator_ema.module}
 
 
 def generator_sha256(generator: nn.Module) -> bytes:
@@ -80,33 +110,62 @@ class GanzCodec:
         generator: a trained :class:`~lightning_modules.nets.began.BEGANGenerator` (a frozen
             copy is kept; the argument is left as it is).
         device: where the optimisation and decoding run.
+        weights: which network of its checkpoint ``generator`` is, ``"G"`` (the trained
+            generator) or ``"G_ema"`` (its EMA); written into every file.
     """
 
-    def __init__(self, generator: nn.Module, device: Union[str, torch.device] = "cpu") -> None:
+    def __init__(
+        self, generator: nn.Module, device: Union[str, torch.device] = "cpu", weights: str = "G_ema"
+    ) -> None:
         import copy
 
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+        self.weights = weights
         self.device = torch.device(device)
         self.generator = copy.deepcopy(generator).float().to(self.device).eval().requires_grad_(False)
         self.image_shape = (self.generator.channels, self.generator.resolution, self.generator.resolution)
         self.generator_hash = generator_sha256(self.generator)
-        self._latent_generators: dict[tuple[str, int, int], LatentGenerator] = {}
+        self._latent_generators: dict[tuple[str, int, int, str], LatentGenerator] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str, ema: bool = True, device: Union[str, torch.device] = "cpu") -> "GanzCodec":
         """The codec of a :class:`~lightning_modules.ganz.module.GANZ` checkpoint (its EMA generator by default)."""
-        model = GANZ.load_from_checkpoint(path, map_location="cpu")
-        generator = model.generator_ema.module if ema else model.generator
-        return cls(generator, device)
+        weights = "G_ema" if ema else "G"
+        return cls(checkpoint_generators(path)[weights], device, weights)
+
+    @classmethod
+    def for_file(
+        cls,
+        header: GanzHeader,
+        generators: Union[str, dict[str, nn.Module]],
+        device: Union[str, torch.device] = "cpu",
+    ) -> "GanzCodec":
+        """The codec that decodes a file with ``header``: the network of the checkpoint that the header names.
+
+        ``generators`` is a checkpoint path or :func:`checkpoint_generators`' dict.  A version-1
+        header does not name one: the network whose hash matches the file's is taken (G_ema
+        when neither does, and :meth:`check_header` then refuses the file).
+        """
+        if isinstance(generators, str):
+            generators = checkpoint_generators(generators)
+        weights = header.weights
+        if weights is None:
+            matching = [name for name in ("G_ema", "G") if generator_sha256(generators[name]) == header.generator_hash]
+            weights = matching[0] if matching else "G_ema"
+        return cls(generators[weights], device, weights)
 
     # ------------------------------------------------------------------ the decoder
-    def latent_generator(self, mode: LatentMode, seed: int = 0, d_c: Optional[int] = None) -> LatentGenerator:
-        """The frozen z -> image network of ``mode`` (cached)."""
+    def latent_generator(
+        self, mode: LatentMode, seed: int = 0, d_c: Optional[int] = None, rng: str = PHILOX
+    ) -> LatentGenerator:
+        """The frozen z -> image network of ``mode`` (cached); ``rng`` is the random layer's stream."""
         if d_c is None:
             d_c = mode.latent_dim(self.image_shape, self.generator.latent_dim, self.generator.feature_dim)
-        key = (mode.name, int(d_c), int(seed))
+        key = (mode.name, int(d_c), int(seed), rng)
         if key not in self._latent_generators:
-            net = LatentGenerator(self.generator, mode, self.image_shape, seed=seed, d_c=d_c).to(self.device)
-            self._latent_generators[key] = net
+            net = LatentGenerator(self.generator, mode, self.image_shape, seed=seed, d_c=d_c, rng=rng)
+            self._latent_generators[key] = net.to(self.device)
         return self._latent_generators[key]
 
     def _mode_of(self, header: GanzHeader) -> LatentMode:
@@ -117,16 +176,30 @@ class GanzCodec:
 
     @torch.no_grad()
     def reconstruct(self, header: GanzHeader, z: torch.Tensor) -> torch.Tensor:
-        """G(z) for one latent [d_c] of a file with ``header``: the image [C, H, W], clamped to [-1, 1]."""
-        net = self.latent_generator(self._mode_of(header), header.seed, header.d_c)
+        """G(z) for one latent [d_c] of a file with ``header``: the image [C, H, W], clamped to [-1, 1].
+
+        A header whose random layer is ``torch.randn``'s (format version 1, modes ``square_linear``
+        and ``random_linear``) decodes with that layer and a :class:`LegacyStreamWarning`.
+        """
+        if header.rng == TORCH_RANDN and header.mode in ("square_linear", "random_linear"):
+            warnings.warn(
+                f"a .ganz file of format version {header.version} in mode {header.mode}: its random layer is "
+                f"torch.randn's, so its pixels are those of the torch version that wrote it ({LEGACY_TORCH}); "
+                f"this is torch {torch.__version__}.  Re-compress it to get a version-{FORMAT_VERSION} file, "
+                "which decodes the same under any torch",
+                LegacyStreamWarning,
+                stacklevel=2,
+            )
+        net = self.latent_generator(self._mode_of(header), header.seed, header.d_c, header.rng)
         return net(z.reshape(1, -1).to(self.device, torch.float32))[0].clamp(-1.0, 1.0).cpu()
 
     def check_header(self, header: GanzHeader, source: str) -> None:
         if header.generator_hash != self.generator_hash:
+            written = f"{header.weights}, " if header.weights else ""
             raise GeneratorMismatchError(
-                f"{source}: written with another generator (sha256 {header.generator_hash.hex()[:16]}...) than the "
-                f"checkpoint given (sha256 {self.generator_hash.hex()[:16]}...): decompress with the checkpoint that "
-                "compressed it"
+                f"{source}: written with another generator ({written}sha256 {header.generator_hash.hex()[:16]}...) "
+                f"than the checkpoint's {self.weights} (sha256 {self.generator_hash.hex()[:16]}...): decompress "
+                "with the checkpoint that compressed it"
             )
         if tuple(header.image_shape) != self.image_shape:
             raise GeneratorMismatchError(
@@ -134,7 +207,10 @@ class GanzCodec:
             )
 
     def decompress(self, data: bytes, source: str = "<bytes>") -> torch.Tensor:
-        """The image [C, H, W] in [-1, 1] of a ``.ganz`` file's bytes (checked: format, CRC, generator)."""
+        """The image [C, H, W] in [-1, 1] of a ``.ganz`` file's bytes (checked: format, CRC, generator).
+
+        Decodes with this codec's generator; :meth:`for_file` picks the network a file names.
+        """
         header, payload = unpack(data, source)
         self.check_header(header, source)
         return self.reconstruct(header, dequantize(payload, header))
@@ -171,6 +247,8 @@ class GanzCodec:
             generator_hash=self.generator_hash,
             scale=scale,
             offset=offset,
+            rng=PHILOX,
+            weights=self.weights,
         )
         return pack(header, payload), header, self.reconstruct(header, dequantize(payload, header))
 

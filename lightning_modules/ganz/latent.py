@@ -13,27 +13,44 @@ R = (H*W*C) / d_c (in degrees of freedom):
 * ``random_linear(R)`` -- a fixed-seed random linear layer with input size
   d_c = round(H*W*C / R) (Fig. 4-5): any ratio without retraining.
 
-The random layers are generated, not stored: W = randn(F, d_c) / sqrt(d_c) from
-``torch.Generator("cpu").manual_seed(seed)`` in float32, independent of the global RNG
-and of the device, so the same seed gives the same layer in every process.  The seed is
-in the ``.ganz`` header, which makes decompression deterministic.  The 1/sqrt(d_c) scale
-gives unit-variance features for a unit-variance latent; there is no bias.
+The random layers are generated, not stored, from the seed in the ``.ganz`` header, by
+the random stream named in the header (:data:`RNGS`):
+
+* ``philox4x64-10`` (format version 2, the default): W = N / sqrt(d_c), where N [F, d_c] holds,
+  row-major, the first F*d_c normals of :func:`core.counter_rng.standard_normals` with key
+  (seed, 0) -- Philox4x64-10 words turned into normals by Box-Muller, all in the project's own
+  float64 arithmetic -- divided in float64 and rounded once to float32.  It depends on
+  nothing but the seed: not on the torch or NumPy version, the device or the global RNG.
+* ``torch.randn`` (format version 1, read only): W = randn(F, d_c) / sqrt(d_c) from
+  ``torch.Generator("cpu").manual_seed(seed)`` in float32, as version-1 files were written;
+  its numbers are torch's to change (version-1 files were written with torch 2.14.1).
+
+The 1/sqrt(d_c) scale gives unit-variance features for a unit-variance latent; there is no bias.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MODES", "LatentMode", "LatentGenerator", "random_linear_weight"]
+from core.counter_rng import standard_normals
+
+__all__ = ["MODES", "PHILOX", "RNGS", "TORCH_RANDN", "LatentMode", "LatentGenerator", "random_linear_weight"]
 
 #: mode name -> code in the .ganz header.
 MODES = {"keep_linear": 0, "no_linear": 1, "square_linear": 2, "random_linear": 3}
+
+#: the random layer's stream: name -> code in the .ganz header (version 2).
+PHILOX = "philox4x64-10"
+TORCH_RANDN = "torch.randn"
+RNGS = {TORCH_RANDN: 0, PHILOX: 1}
 
 _RANDOM = re.compile(r"^random_linear\s*[\(:]\s*([0-9]*\.?[0-9]+)\s*\)?$")
 
@@ -86,13 +103,25 @@ class LatentMode:
         return d_c
 
 
-def random_linear_weight(d_c: int, out_features: int, seed: int) -> torch.Tensor:
-    """The fixed-seed random layer's weight [out_features, d_c], float32 on the CPU (see the module docstring)."""
+def random_linear_weight(d_c: int, out_features: int, seed: int, rng: str = PHILOX) -> torch.Tensor:
+    """The fixed-seed random layer's weight [out_features, d_c], float32 on the CPU (see the module docstring).
+
+    ``rng`` is the stream: :data:`PHILOX` (the project's, what new files use) or
+    :data:`TORCH_RANDN` (version-1 files).
+    """
     if d_c < 1 or out_features < 1:
         raise ValueError(f"random linear layer sizes must be >= 1, got {out_features} x {d_c}")
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    weight = torch.randn(out_features, d_c, generator=generator, dtype=torch.float32)
-    return weight.div_(float(d_c) ** 0.5)
+    if rng == PHILOX:
+        if not 0 <= int(seed) < 2**64:
+            raise ValueError(f"the random layer's seed must fit in 64 bits, got {seed}")
+        normals = standard_normals(out_features * d_c, (int(seed), 0))
+        weight = (normals / math.sqrt(d_c)).astype(np.float32).reshape(out_features, d_c)
+        return torch.from_numpy(weight)
+    if rng == TORCH_RANDN:
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        weight = torch.randn(out_features, d_c, generator=generator, dtype=torch.float32)
+        return weight.div_(float(d_c) ** 0.5)
+    raise ValueError(f"unknown random-layer stream {rng!r}; expected one of {', '.join(RNGS)}")
 
 
 class LatentGenerator(nn.Module):
@@ -107,6 +136,7 @@ class LatentGenerator(nn.Module):
         seed: seed of the random layer (``square_linear``, ``random_linear``).
         d_c: the latent size; computed from ``mode`` when ``None``, and checked against it
             otherwise (a ``.ganz`` header states it).
+        rng: the random layer's stream, :data:`PHILOX` or (version-1 files) :data:`TORCH_RANDN`.
     """
 
     def __init__(
@@ -116,9 +146,10 @@ class LatentGenerator(nn.Module):
         image_shape: tuple[int, int, int],
         seed: int = 0,
         d_c: Optional[int] = None,
+        rng: str = PHILOX,
     ) -> None:
         super().__init__()
-        self.mode, self.seed = mode, int(seed)
+        self.mode, self.seed, self.rng = mode, int(seed), rng
         # Copies, so that freezing them here leaves the caller's generator as it was.
         self.synthesis = copy.deepcopy(generator.synthesis)
         feature_dim = generator.feature_dim
@@ -130,7 +161,7 @@ class LatentGenerator(nn.Module):
         if mode.name == "keep_linear":
             self.h0 = copy.deepcopy(generator.h0)
         elif mode.name != "no_linear":
-            self.register_buffer("weight", random_linear_weight(self.d_c, feature_dim, self.seed))
+            self.register_buffer("weight", random_linear_weight(self.d_c, feature_dim, self.seed, rng))
         self.requires_grad_(False)
         self.eval()
 
