@@ -201,7 +201,8 @@ def test_ddp_fit_with_r1_and_path_length_and_gathered_condition_numbers(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = next((tmp_path / "fit").rglob("last.ckpt"))
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-    assert saved["global_step"] == 4 and saved["d_steps"] == 2 and saved["images_seen"] == 2 * 8  # 2 iterations of the global batch 8
+    # 2 iterations of the global batch 8 (4 images on each process)
+    assert saved["global_step"] == 4 and saved["d_steps"] == 2 and saved["images_seen"] == 2 * 8
     test_args = ["--ckpt_path", str(ckpt), "--trainer.limit_test_batches=1"]
     ddp_test = _args(tmp_path / "ddp", "--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2",
                      *test_args)  # fmt: skip
