@@ -8,7 +8,6 @@ compares with NVlabs' own code when ``NVLABS_SG2_SRC`` names a checkout of it.
 """
 
 import copy
-import io
 import math
 import os
 import pickle
@@ -291,7 +290,9 @@ def test_plain_state_dict_file(nets, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- NVlabs' own code
-@pytest.mark.skipif(not os.environ.get("NVLABS_SG2_SRC"), reason="NVLABS_SG2_SRC names no stylegan2-ada-pytorch checkout")
+@pytest.mark.skipif(
+    not os.environ.get("NVLABS_SG2_SRC"), reason="NVLABS_SG2_SRC names no stylegan2-ada-pytorch checkout"
+)
 @pytest.mark.parametrize("resolution", [32, 128])
 def test_equals_nvlabs_networks(tmp_path, monkeypatch, resolution):
     """Their G (const noise, psi 1 and 0.7) and D, pickled by their code, vs ours to 1e-4 (float32)."""
@@ -320,3 +321,36 @@ def test_equals_nvlabs_networks(tmp_path, monkeypatch, resolution):
             ref = G(z, None, truncation_psi=psi, noise_mode="const", force_fp32=True)
             torch.testing.assert_close(ours["G_ema"](z, truncation_psi=psi, noise_mode="const"), ref, rtol=0, atol=1e-4)
         torch.testing.assert_close(ours["D"](x), D(x, None, force_fp32=True).flatten(), rtol=0, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------- python -m tools nvlabs-convert
+def test_convert_command_writes_an_rni_stylegan2_checkpoint(nets, fake_nvlabs_modules, tmp_path, capsys):
+    from lightning_modules.rni_stylegan2 import RNIStyleGAN2
+    from tools.__main__ import main
+
+    G, D = nets
+    dump, marker = fake_nvlabs_modules
+    src, out = tmp_path / "network.pkl", tmp_path / "converted.ckpt"
+    g_sd, d_sd = generator_state_dict_to_nvlabs(G.state_dict()), discriminator_state_dict_to_nvlabs(D.state_dict(), 16)
+    src.write_bytes(dump(g_sd, d_sd))
+    assert main(["nvlabs-convert", str(src), str(out)]) == 0
+    assert "RNIStyleGAN2 (eni), 16 px, z 8, w 8, channel_base 64, channel_max 8" in capsys.readouterr().out
+    module = RNIStyleGAN2.load_from_checkpoint(out, map_location="cpu", weights_only=True).eval()
+    assert module.hparams["mbstd_group_size"] == 2 and not marker.exists()
+    z, x = torch.randn(2, 8), torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        ws = module.mapping(z, ema=True, truncation_psi=0.5)
+        expected = G(z, truncation_psi=0.5, noise_mode="const")
+        assert torch.equal(module.synthesize(ws, ema=True, noise_mode="const"), expected)
+        assert torch.equal(module.discriminator(x), D(x))
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(_evil((os.system, ("true",))))
+    assert main(["nvlabs-convert", str(evil), str(tmp_path / "x.ckpt")]) == 2
+    assert "it asks for posix.system" in capsys.readouterr().err
+
+
+def test_init_kwargs_without_sizes_are_one_clear_error(nets):
+    G, _ = nets
+    nv = generator_state_dict_to_nvlabs(G.state_dict())
+    with pytest.raises(UserError, match="its Generator records no w_dim among its init kwargs"):
+        build_generator(nv, {k: v for k, v in NV_G_KW.items() if k != "w_dim"})

@@ -304,6 +304,12 @@ def _check_option(key: str, value: Any, allowed: tuple, what: str) -> None:
         raise UserError(f"NVlabs {what} option {key}={value!r} is not supported here (supported: {allowed})")
 
 
+def _require(kwargs: Mapping[str, Any], keys: tuple[str, ...], what: str) -> None:
+    missing = [k for k in keys if kwargs.get(k) is None]
+    if missing:
+        raise UserError(f"{_NOT_A_NETWORK}: its {what} records no {missing[0]} among its init kwargs")
+
+
 def _check_filter(value: Any, what: str) -> None:
     if value is not None and [float(v) for v in value] != [float(v) for v in RESAMPLE_TAPS]:
         raise UserError(f"NVlabs {what} option resample_filter={value!r} is not supported here (only [1, 3, 3, 1])")
@@ -317,6 +323,7 @@ def generator_kwargs(init_kwargs: Mapping[str, Any]) -> tuple[dict, float]:
             synthesis, another activation, filter or kernel size), named.
     """
     kw = dict(init_kwargs)
+    _require(kw, ("z_dim", "w_dim", "img_resolution", "img_channels"), "Generator")
     m = dict(kw.get("mapping_kwargs") or {})
     s = dict(kw.get("synthesis_kwargs") or {})
     _check_option("c_dim", kw.get("c_dim", 0), (0, None), "Generator")
@@ -351,6 +358,7 @@ def discriminator_kwargs(init_kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     (``mbstd_group_size=None``: one group of the whole minibatch).
     """
     kw = dict(init_kwargs)
+    _require(kw, ("img_resolution", "img_channels"), "Discriminator")
     b = dict(kw.get("block_kwargs") or {})
     e = dict(kw.get("epilogue_kwargs") or {})
     _check_option("c_dim", kw.get("c_dim", 0), (0, None), "Discriminator")
@@ -652,7 +660,9 @@ def load_nvlabs(
 
     A plain state dict (``torch.save(G_ema.state_dict())`` or ``D.state_dict()``) gives
     ``{'G': ...}`` or ``{'D': ...}``; its ``conv_clamp`` and D's minibatch group size are
-    not stored in it: pass ``conv_clamp`` and ``mbstd_group_size``.
+    not stored in it: pass ``conv_clamp`` and ``mbstd_group_size``.  A pickle records its
+    own ``conv_clamp`` (the argument is not used for it); ``discriminator_overrides`` apply
+    to both.
     """
     path = os.fspath(path)
     with open(path, "rb") as handle:
