@@ -229,7 +229,7 @@ def fake_nvlabs_modules(monkeypatch, tmp_path):
     return dump, marker
 
 
-@pytest.mark.parametrize("protocol", [3, 4])
+@pytest.mark.parametrize("protocol", [2, 3, 4])
 def test_network_pickle_is_read_without_running_its_code(nets, fake_nvlabs_modules, tmp_path, protocol):
     G, D = nets
     dump, marker = fake_nvlabs_modules

@@ -169,6 +169,8 @@ _ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
     ("collections", "OrderedDict"): lambda: OrderedDict,
     ("builtins", "set"): lambda: set,
     ("builtins", "frozenset"): lambda: frozenset,
+    ("__builtin__", "set"): lambda: set,  # protocol < 3 spells builtins this way
+    ("__builtin__", "frozenset"): lambda: frozenset,
     ("_codecs", "encode"): lambda: _encode,
     ("torch._utils", "_rebuild_tensor_v2"): lambda: _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): lambda: _rebuild_parameter,
