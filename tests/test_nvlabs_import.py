@@ -202,7 +202,7 @@ def fake_nvlabs_modules(monkeypatch, tmp_path):
         params, buffers, children = {}, {}, {}
         for key, value in tree.items():
             if isinstance(value, dict):
-                children[key] = module("Layer", value)
+                children[key] = module(child_classes.get((class_name, key[0]), "Layer"), value)
             elif key in ("resample_filter", "noise_const", "w_avg"):
                 buffers[key] = value
             else:
@@ -211,6 +211,8 @@ def fake_nvlabs_modules(monkeypatch, tmp_path):
                      _non_persistent_buffers_set=set(), weight_gain=np.float64(0.125),
                      _init_args=(), _init_kwargs=EasyDict(init_kwargs or {}))  # fmt: skip
         return Persistent(class_name, state)
+
+    child_classes = {("Generator", "s"): "SynthesisNetwork", ("SynthesisNetwork", "b"): "SynthesisBlock"}
 
     def dump(g_sd, d_sd, protocol=4):
         g_kw = EasyDict(NV_G_KW, mapping_kwargs=EasyDict(NV_G_KW["mapping_kwargs"]))
@@ -247,6 +249,16 @@ def test_network_pickle_is_read_without_running_its_code(nets, fake_nvlabs_modul
     assert torch.equal(loaded["G_ema"](z, noise_mode="const"), G(z, noise_mode="const"))
     assert torch.equal(loaded["D"](x), D(x))
     assert not marker.exists()
+
+
+def test_a_stylegan3_generator_is_named(nets, fake_nvlabs_modules, tmp_path):
+    G, D = nets
+    dump, _ = fake_nvlabs_modules
+    g_sd = {"synthesis.input.freqs": torch.zeros(4, 2), "synthesis.L0_36_512.weight": torch.zeros(2, 2, 3, 3)}
+    path = tmp_path / "stylegan3.pkl"
+    path.write_bytes(dump(g_sd, discriminator_state_dict_to_nvlabs(D.state_dict(), 16)))
+    with pytest.raises(UserError, match="G.synthesis is made of Layer, not SynthesisBlocks; a StyleGAN3 network"):
+        read_network_pickle(path)
 
 
 def _evil(payload):

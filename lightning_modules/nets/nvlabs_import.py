@@ -296,6 +296,15 @@ def read_network_pickle(source: Union[str, os.PathLike, BinaryIO]) -> dict[str, 
         if not isinstance(record, PersistentRecord) or record.class_name != class_name:
             got = record.class_name if isinstance(record, PersistentRecord) else type(record).__name__
             raise UserError(f"{name}: {_NOT_A_NETWORK} ({key} is a {got}, not a {class_name})")
+        if class_name == "Generator":
+            synthesis = (record.state.get("_modules") or {}).get("synthesis")
+            parts = (synthesis.state.get("_modules") or {}) if isinstance(synthesis, PersistentRecord) else {}
+            kinds = sorted({c.class_name for c in parts.values() if isinstance(c, PersistentRecord)})
+            if kinds != ["SynthesisBlock"]:  # StyleGAN3's synthesis is SynthesisInput + SynthesisLayers
+                raise UserError(
+                    f"{name}: {_NOT_A_NETWORK} ({key}.synthesis is made of {', '.join(kinds) or 'nothing'}, "
+                    "not SynthesisBlocks; a StyleGAN3 network?)"
+                )
         out[key] = NVlabsNetwork.from_record(record)
     return out
 
