@@ -35,6 +35,10 @@ COMMANDS = {
     "rni-compare": ("tools.rni_compare", "RNIStyleGAN2 with each noise injection: FID/KID, PPL, MC/TTMC, inversion"),
     "known-source": ("tools.known_source", "the divergence-entropy trade-off on a source of known entropy"),
     "de-gan-metrics": ("tools.de_gan_metrics", "DE-GAN's accuracy-of-samples table and Fig. 6 from several runs"),
+    "nvlabs-convert": (
+        "tools.nvlabs_convert",
+        "an NVlabs StyleGAN2-ADA network pickle or state dict as an RNIStyleGAN2 checkpoint (runs none of its code)",
+    ),
     "synthetic-data": ("tools.synthetic_data", "write a small synthetic dataset in a real dataset's on-disk format"),
 }
 
