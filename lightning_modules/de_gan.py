@@ -39,10 +39,11 @@ reloads the VAE from ``vae_ckpt``.  ``vae_ckpt`` may be a glob (e.g.
 ``runs/de_gan/digits_vae/version_*/checkpoints/last.ckpt``): the newest match is used and
 its resolved path is what the hyperparameters record.
 
-Sampling API: ``generate(z)`` takes *raw* noise z_n (what ``noise.sample`` draws, so the
-shared callbacks' fixed noise works unchanged) and applies the preconditioner through the
-shared ``generator_input`` hook; ``sample_noise(n)`` returns preconditioned z' (the
-generator's input), which the shared D loss and :meth:`DEGAN.g_loss` use.
+Sampling API: ``generate(z, labels=...)`` takes *raw* noise z_n (what ``noise.sample`` draws,
+so the shared callbacks' fixed noise works unchanged) and applies the preconditioner through
+the shared ``generator_input`` hook (a conditional model without ``labels`` gives sample i
+the label i mod K); ``sample_noise(n)`` returns preconditioned z' (the generator's input),
+which :meth:`DEGAN.d_loss` and :meth:`DEGAN.g_loss` use through :meth:`DEGAN.fake_images`.
 """
 
 from __future__ import annotations
