@@ -169,12 +169,13 @@ def convergence_figure(
             epochs, values = zip(*points)
             ax.plot(epochs, values, marker="o", markersize=3, label=name)
     ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     label = ylabel or "classifier accuracy of samples"
     ax.set_ylabel(label if threshold is None else f"{label}\n(top probability > {threshold:g})")
     ax.set_ylim(0.0, 1.02)
     ax.grid(alpha=0.3)
     if len(curves) > 1:
-        ax.legend()
+        ax.legend(fontsize=7 if len(curves) > 4 else None)
     ax.set_title(title or "convergence (DE-GAN paper, Fig. 6)")
     fig.tight_layout()
     return fig

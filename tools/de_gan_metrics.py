@@ -53,14 +53,15 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{folder}: its de_gan/metrics.csv has neither {' nor '.join(METRICS.values())}")
         kinds.add(kind)
         column = METRICS[kind]
-        curves[f"{name} ({kind})"] = [(e, r[column]) for e, r in sorted(rows.items()) if column in r]
+        curves[(name, kind)] = [(e, r[column]) for e, r in sorted(rows.items()) if column in r]
         cells = [kind] + [f"{rows[e][column]:.3f}" if column in rows.get(e, {}) else "-" for e in args.epochs]
         last = rows.get(args.epochs[-1], {})
         cells.append(f"{last['de_gan/rdd_mean']:.2f}" if "de_gan/rdd_mean" in last else "-")
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.plot:
         ylabel = {"label": "share classified as their label", "confident": "share of confident samples"}
-        label = ylabel[kinds.pop()] if len(kinds) == 1 else "label accuracy / confident share"
-        convergence_figure(curves, ylabel=label).savefig(args.plot, dpi=120)
+        label = ylabel[next(iter(kinds))] if len(kinds) == 1 else "label accuracy / confident share"
+        named = {(n if len(kinds) == 1 else f"{n} ({k})"): points for (n, k), points in curves.items()}
+        convergence_figure(named, ylabel=label).savefig(args.plot, dpi=120)
         print(f"wrote {args.plot}")
     return 0
