@@ -1,9 +1,13 @@
 """The DE-GAN paper's evaluation, as pure functions (seed paper "GANs with decoder-encoder output noise").
 
-* :func:`confident_accuracy` -- the quality measure of Sec. IV-A.1 / Table V / Table VII
-  for an *unconditional* generator: the share of generated images that a classifier
-  trained on the real data recognises, i.e. whose top class probability is strictly
-  greater than a threshold tau.  Tracked per epoch it is the convergence curve of Fig. 6.
+* :func:`label_accuracy`, :func:`label_accuracy_per_class` -- the paper's "test accuracy"
+  (Sec. IV-A.1, Table V, Fig. 6; per class Table VII): the generator is conditional, each
+  sample is generated for a label y, and the accuracy is the share of samples that a
+  classifier trained on the real data (test error < 0.5% in the paper) assigns to y.
+  Tracked per epoch it is the convergence curve of Fig. 6.
+* :func:`confident_accuracy` -- the project's own measure for an *unconditional* generator,
+  which has no label to compare with: the share of samples whose top class probability
+  is strictly greater than a threshold tau (logged as ``de_gan/confident_share``).
 * :func:`diversity_degree`, :func:`class_diversity`, :func:`relative_diversity` -- the
   diversity degree of Definition 3, normalised per sample,
   D(X) = (1/|X|) sum_i ||x_i - mean(X)||^2, and the relative diversity degree
@@ -29,6 +33,8 @@ if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
 __all__ = [
     "class_diversity",
     "confident_accuracy",
+    "label_accuracy",
+    "label_accuracy_per_class",
     "convergence_figure",
     "diversity_degree",
     "pca_2d",
@@ -50,6 +56,31 @@ def confident_accuracy(probs: torch.Tensor, threshold: float = 0.9) -> float:
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"the confidence threshold must be in [0, 1), got {threshold}")
     return (probs.max(dim=1).values > threshold).double().mean().item()
+
+
+def label_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of samples the classifier assigns to the label they were generated for: mean(argmax_k p_k == y).
+
+    The paper's test accuracy of a conditional generator (DE-GAN Table V, Fig. 6).  ``probs``
+    are class probabilities (or logits: only the argmax counts) [N, K], ``labels`` [N].
+    """
+    if probs.ndim != 2 or probs.shape[0] == 0 or labels.shape != probs.shape[:1]:
+        raise ValueError(f"expected scores [N > 0, K] and labels [N], got {list(probs.shape)} and {list(labels.shape)}")
+    return (probs.argmax(dim=1) == labels.to(probs.device)).double().mean().item()
+
+
+def label_accuracy_per_class(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """:func:`label_accuracy` of the samples of each class c in 0..K-1 (DE-GAN Table VII), float64 [K]; NaN for a class without samples."""
+    if probs.ndim != 2 or labels.shape != probs.shape[:1]:
+        raise ValueError(f"expected scores [N, K] and labels [N], got {list(probs.shape)} and {list(labels.shape)}")
+    labels = labels.to(probs.device)
+    hit = (probs.argmax(dim=1) == labels).double()
+    out = torch.full((probs.shape[1],), float("nan"), dtype=torch.float64)
+    for c in range(probs.shape[1]):
+        members = labels == c
+        if members.any():
+            out[c] = hit[members].mean().item()
+    return out
 
 
 def diversity_degree(x: torch.Tensor) -> float:
@@ -114,14 +145,18 @@ def pca_2d(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def convergence_figure(
-    curves: dict[str, Sequence[tuple[int, float]]], threshold: Optional[float] = None, title: Optional[str] = None
+    curves: dict[str, Sequence[tuple[int, float]]],
+    threshold: Optional[float] = None,
+    title: Optional[str] = None,
+    ylabel: Optional[str] = None,
 ) -> "Figure":
     """Fig. 6: classifier accuracy of generated samples against epochs, one line per run.
 
     Args:
         curves: run name -> [(epoch, accuracy), ...] (epochs counted from 1).
-        threshold: the confidence threshold, for the axis label.
+        threshold: the confidence threshold of :func:`confident_accuracy`, for the axis label.
         title: the figure title.
+        ylabel: the axis label (default: the classifier accuracy of samples).
     """
     import matplotlib
 
@@ -134,12 +169,13 @@ def convergence_figure(
             epochs, values = zip(*points)
             ax.plot(epochs, values, marker="o", markersize=3, label=name)
     ax.set_xlabel("epoch")
-    label = "classifier accuracy of samples"
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    label = ylabel or "classifier accuracy of samples"
     ax.set_ylabel(label if threshold is None else f"{label}\n(top probability > {threshold:g})")
     ax.set_ylim(0.0, 1.02)
     ax.grid(alpha=0.3)
     if len(curves) > 1:
-        ax.legend()
+        ax.legend(fontsize=7 if len(curves) > 4 else None)
     ax.set_title(title or "convergence (DE-GAN paper, Fig. 6)")
     fig.tight_layout()
     return fig
@@ -181,8 +217,16 @@ def pca_figure(
     return fig
 
 
+#: The column older runs wrote for the confidence-threshold share, now ``de_gan/confident_share``.
+LEGACY_COLUMNS = {"de_gan/accuracy": "de_gan/confident_share"}
+
+
 def read_metrics_csv(run: str) -> list[dict[str, float]]:
-    """Rows of ``<run>/de_gan/metrics.csv`` (written by ``callbacks.de_gan_eval.DEGANEvaluation``)."""
+    """Rows of ``<run>/de_gan/metrics.csv`` (written by ``callbacks.de_gan_eval.DEGANEvaluation``).
+
+    Older runs' ``de_gan/accuracy`` column (the confidence-threshold share) is read as
+    ``de_gan/confident_share``.
+    """
     import csv
     import os
 
@@ -190,7 +234,10 @@ def read_metrics_csv(run: str) -> list[dict[str, float]]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: a run trained with callbacks.de_gan_eval.DEGANEvaluation writes it")
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+        return [
+            {LEGACY_COLUMNS.get(k, k): float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(f)
+        ]
 
 
 if __name__ == "__main__":  # deprecated alias of `python -m tools de-gan-metrics` (removed in the next release)

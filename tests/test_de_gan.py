@@ -1,5 +1,6 @@
-"""DE-GAN: networks (Tables II-IV), the VAE (Eq. 4-7), the frozen preconditioner (Eq. 8-9),
-the hidden-space loss (Eq. 12), the paper's metrics, checkpoints, and the CLI end to end."""
+"""DE-GAN: networks (Tables II-IV, conditional and not), the VAE (Eq. 4-7), the frozen preconditioner
+(Eq. 8-9), the hidden-space loss (Eq. 12) in both updates (Algorithm 1), the paper's metrics, the
+configs and their baselines, checkpoints, and the CLI end to end."""
 
 import csv
 import math
@@ -12,15 +13,20 @@ import yaml
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
+import torch.nn.functional as F
+
+from callbacks.de_gan_eval import DEGANEvaluation
 from evaluation.de_gan_metrics import (
     class_diversity,
     confident_accuracy,
     diversity_degree,
+    label_accuracy,
+    label_accuracy_per_class,
     pca_2d,
     relative_diversity,
 )
 from lightning_modules.de_gan import DEGAN, hidden_space_loss
-from lightning_modules.nets.de_gan import DEGANDiscriminator, DEGANGenerator, VAEDecoder, VAEEncoder
+from lightning_modules.nets.de_gan import DEGANDiscriminator, DEGANGenerator, VAEDecoder, VAEEncoder, join_labels
 from lightning_modules.vae import VAE
 from train import main
 
@@ -80,20 +86,46 @@ def test_networks_map_the_tables_shapes(arch, resolution, channels):
     assert mu.shape == logvar.shape == z.shape
 
 
+def _sizes(net, kind, attr):
+    return [getattr(m, attr) for m in net.modules() if isinstance(m, kind)]
+
+
 def test_table_ii_layer_sizes_at_28x28():
-    """Table II: G has FC 1024 and FC 6272 (= 128 x 7 x 7); D has 11 and 74 maps and FC 1024."""
-    g, d = DEGANGenerator(128, 28, 1, 64, "mnist"), DEGANDiscriminator(28, 1, 64, "mnist")
-    linears = [m.out_features for m in g.fc if isinstance(m, torch.nn.Linear)]
-    assert linears == [1024, 6272]
-    convs = [m.out_channels for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs == [11, 74]
-    assert [m.out_features for m in d.modules() if isinstance(m, torch.nn.Linear)] == [1024, 1]
+    """Table II = DCGAN-tensorflow's conditional MNIST model: G has FC 1024 and FC 6272 (= 128 x 7 x 7),
+    D has 11 = 1 + 10 and 74 = 64 + 10 maps and FC 1024; the one-hot label joins every layer's input."""
+    g, d = DEGANGenerator(128, 28, 1, 64, "mnist", 10), DEGANDiscriminator(28, 1, 64, "mnist", 10)
+    Lin, Conv, Up = torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d
+    assert _sizes(g, Lin, "out_features") == [1024, 6272] and _sizes(g, Lin, "in_features") == [128 + 10, 1024 + 10]
+    assert _sizes(g, Up, "in_channels") == [128 + 10, 128 + 10] and _sizes(g, Up, "out_channels") == [128, 1]
+    assert _sizes(d, Conv, "out_channels") == [11, 74] and _sizes(d, Conv, "in_channels") == [1 + 10, 11 + 10]
+    assert _sizes(d, Lin, "out_features") == [1024, 1] and _sizes(d, Lin, "in_features") == [74 * 7 * 7 + 10, 1034]
+    # The project's unconditional variant keeps the 11 and 74 maps, without label inputs.
+    d0 = DEGANDiscriminator(28, 1, 64, "mnist")
+    assert _sizes(d0, Conv, "out_channels") == [11, 74] and _sizes(d0, Conv, "in_channels") == [1, 11]
+    assert _sizes(DEGANGenerator(128, 28, 1, 64, "mnist"), Lin, "in_features") == [128, 1024]
     assert [m.out_channels for m in VAEDecoder(128, 28, 1, 32).modules() if hasattr(m, "out_channels")] == [
         128,
         64,
         32,
         1,
     ]
+
+
+def test_labels_join_as_constant_maps_and_condition_both_networks():
+    h, onehot = torch.randn(2, 3, 4, 4), F.one_hot(torch.tensor([2, 0]), 5).float()
+    joined = join_labels(h, onehot)
+    assert joined.shape == (2, 8, 4, 4) and torch.equal(joined[:, :3], h)
+    assert torch.equal(joined[0, 3:].flatten(1), torch.tensor([0.0, 0, 1, 0, 0])[:, None].expand(5, 16))
+    assert torch.equal(join_labels(h.flatten(1), onehot)[:, 48:], onehot)
+    torch.manual_seed(0)
+    for arch, res, ch in (("mnist", 32, 1), ("cifar10", 32, 3)):
+        g, d = DEGANGenerator(LATENT, res, ch, 4, arch, 10).eval(), DEGANDiscriminator(res, ch, 4, arch, 10).eval()
+        z, ones, twos = torch.randn(3, LATENT), torch.ones(3, dtype=torch.long), torch.full((3,), 2)
+        assert not torch.allclose(g(z, ones), g(z, twos))  # same z, another digit
+        x = g(z, ones)
+        assert not torch.allclose(d(x, ones), d(x, twos))
+        with pytest.raises(ValueError, match="one label per image"):
+            g(z)
 
 
 def test_bad_arch_resolution_and_hidden_layer_are_named():
@@ -187,6 +219,56 @@ def test_hidden_space_loss_eq_12():
     assert hidden_space_loss(torch.zeros(2, 4), torch.ones(2, 4)).item() == pytest.approx(2.0)  # ||1_4|| = 2
 
 
+# ---------------------------------------------------------------------------------------------- D's step (Algorithm 1, line 12)
+def _d_loss_by_hand(model, batch, seed):
+    """lambda_1 L_D and L_hid of the same fakes, recomputed from the networks."""
+    real, labels = batch
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        fake = model.fake_images(real.shape[0], labels)
+    logits, h = model.discriminator(torch.cat([real, fake]), torch.cat([labels, labels]), return_features=1)
+    n = real.shape[0]
+    l_d = F.softplus(-logits[:n]).mean() + F.softplus(logits[n:]).mean()  # DE-GAN Eq. 10 (non-saturating)
+    l_hid = (h[:n] - h[n:]).flatten(1).norm(dim=1).mean()  # DE-GAN Eq. 12
+    return l_d, l_hid
+
+
+@pytest.mark.parametrize("d_hidden, sign", [("maximise", -1.0), ("minimise", 1.0), ("none", 0.0)])
+def test_d_step_follows_algorithm_1_line_12(d_hidden, sign):
+    """D's loss is lambda_1 L_D - lambda_2 L_hid (line 12's ascent on lambda_1 L_adv + lambda_2 L_hid, the
+    default), + lambda_2 L_hid (the other reading) or L_D alone (Sec. IV-B); its gradient reaches D through L_hid."""
+    torch.manual_seed(0)
+    model = _degan(None, preconditioner="none", num_classes=10, lambda_adv=0.5, lambda_hidden=0.3, d_hidden=d_hidden)
+    batch = (torch.rand(6, 1, 32, 32) * 2 - 1, torch.arange(6) % 10)
+    torch.manual_seed(1)
+    loss, logs = model.d_loss(batch)
+    l_d, l_hid = _d_loss_by_hand(model, batch, seed=1)
+    expected = l_d if d_hidden == "none" else 0.5 * l_d + sign * 0.3 * l_hid
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert ("loss_d_hidden" in logs) == (d_hidden != "none")
+    if d_hidden != "none":
+        assert logs["loss_d_hidden"].item() == pytest.approx(l_hid.item(), rel=1e-5)
+        (grad,) = torch.autograd.grad(loss, model.discriminator.blocks[0][0].weight)
+        (grad_adv,) = torch.autograd.grad(0.5 * l_d, model.discriminator.blocks[0][0].weight)
+        assert not torch.allclose(grad, grad_adv)  # L_hid moves D's first layer too
+    assert model.hparams.d_hidden == d_hidden
+
+
+def test_training_feeds_the_batch_labels_to_g_and_d():
+    model = _degan(None, preconditioner="none", num_classes=10)
+    seen = {"g": [], "d": []}
+    model.generator.register_forward_pre_hook(lambda m, args: seen["g"].append(args[1].clone()))
+    model.discriminator.register_forward_pre_hook(lambda m, args: seen["d"].append(args[1].clone()))
+    labels = torch.tensor([3, 1, 4, 1, 5, 9])
+    batch = (torch.rand(6, 1, 32, 32) * 2 - 1, labels)
+    model.d_loss(batch), model.g_loss(batch)
+    assert all(torch.equal(y, labels) for y in seen["g"]) and len(seen["g"]) == 2
+    assert all(torch.equal(y, torch.cat([labels, labels])) for y in seen["d"]) and len(seen["d"]) == 2
+    assert model.randomness_budget()["labels"] == pytest.approx(math.log2(10))
+    with pytest.raises(ValueError, match="num_classes"):
+        model.d_loss((batch[0], torch.full((6,), -1)))  # a dataset without labels
+
+
 # ---------------------------------------------------------------------------------------------- training
 @pytest.fixture(scope="module")
 def trained(vae_ckpt, tmp_path_factory):
@@ -251,6 +333,51 @@ def test_confident_accuracy_counts_top_probabilities_above_the_threshold():
         confident_accuracy(probs, 1.0)
 
 
+def test_label_accuracy_is_the_share_assigned_to_the_generating_label():
+    probs = torch.tensor([[0.6, 0.4], [0.3, 0.7], [0.9, 0.1], [0.2, 0.8]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert label_accuracy(probs, labels) == 0.5  # sample 0 and sample 3
+    assert torch.equal(label_accuracy_per_class(probs, labels), torch.tensor([0.5, 0.5], dtype=torch.float64))
+    per_class = label_accuracy_per_class(probs[:2], labels[:2])
+    assert per_class[0] == 0.5 and per_class[1].isnan()  # no sample generated for class 1
+
+
+class _LabelPainter(lightning.LightningModule):
+    """A conditional "generator" that paints its label into the image: the pixel value is y / 10."""
+
+    num_classes = 10
+
+    def __init__(self):
+        super().__init__()
+        from core.noise import NoiseSpec
+
+        self.noise = NoiseSpec(dim=2)
+
+    def generate(self, z, labels=None, ema=True):
+        return (labels.float() / 10)[:, None, None, None].expand(-1, 1, 4, 4).clone()
+
+
+class _PixelReader(torch.nn.Module):
+    """Reads the painted label back, except that it mistakes every 3 for a 5."""
+
+    def predict_proba(self, x):
+        y = (x[:, 0, 0, 0] * 10).round().long()
+        return F.one_hot(torch.where(y == 3, 5, y), 10).float()
+
+
+def test_evaluation_scores_conditional_samples_against_their_labels():
+    callback = DEGANEvaluation(num_samples=100, batch_size=30, pca_samples=0)
+    module = _LabelPainter()
+    callback.setup(None, module, "fit")
+    callback.classifier = _PixelReader()
+    metrics = callback.compute(None, module)
+    assert metrics["de_gan/label_accuracy"] == pytest.approx(0.9)  # 10 of the 100 samples are 3s
+    assert metrics["de_gan/label_accuracy/3"] == 0.0 and metrics["de_gan/label_accuracy/5"] == 1.0
+    assert metrics["de_gan/confident_share"] == 1.0  # all confident, right or wrong
+    assert callback.headline == "de_gan/label_accuracy"
+    assert callback.hparams_metrics() == []  # no classifier_ckpt
+
+
 def test_diversity_degree_and_rdd_closed_forms():
     assert diversity_degree(torch.tensor([[0.0], [2.0]])) == pytest.approx(1.0)  # mean 1, each at distance 1
     assert diversity_degree(torch.ones(1, 5)) == 0.0
@@ -285,29 +412,54 @@ def test_pca_2d_finds_the_dominant_directions():
 
 
 def test_table_command_reads_the_runs_metrics(tmp_path, capsys):
+    """Conditional runs show the label accuracy; unconditional ones (and older runs' de_gan/accuracy) the confident share."""
     from tools.__main__ import main as tools_main
 
-    for name, accs in (("a", [0.5, 0.75, 0.9]), ("b", [0.125, 0.25, 0.5])):
+    columns = {"a": "de_gan/label_accuracy", "b": "de_gan/confident_share", "c": "de_gan/accuracy"}
+    for name, accs in (("a", [0.5, 0.75, 0.9]), ("b", [0.125, 0.25, 0.5]), ("c", [0.25, 0.5, 0.75])):
         folder = tmp_path / name / "de_gan"
         folder.mkdir(parents=True)
         rows = [f"{e},{10 * e},{acc},{e / 4}" for e, acc in zip((1, 2, 5), accs)]
-        (folder / "metrics.csv").write_text("epoch,global_step,de_gan/accuracy,de_gan/rdd_mean\n" + "\n".join(rows))
-    assert tools_main(["de-gan-metrics", f"A={tmp_path / 'a'}", f"B={tmp_path / 'b'}", "--plot", str(tmp_path / "fig6.png")]) == 0
+        header = f"epoch,global_step,{columns[name]},de_gan/rdd_mean\n"
+        (folder / "metrics.csv").write_text(header + "\n".join(rows))
+    runs = [f"{n.upper()}={tmp_path / n}" for n in "abc"]
+    assert tools_main(["de-gan-metrics", *runs, "--plot", str(tmp_path / "fig6.png")]) == 0
     out = capsys.readouterr().out
-    assert "| A | 0.500 | 0.750 | 0.900 | 1.25 |" in out and "| B | 0.125 | 0.250 | 0.500 | 1.25 |" in out
+    assert "| A | label | 0.500 | 0.750 | 0.900 | 1.25 |" in out
+    assert "| B | confident | 0.125 | 0.250 | 0.500 | 1.25 |" in out
+    assert "| C | confident | 0.250 | 0.500 | 0.750 | 1.25 |" in out
     assert (tmp_path / "fig6.png").is_file()
 
 
 # ---------------------------------------------------------------------------------------------- configs
-@pytest.mark.parametrize("data", ["digits", "mnist", "celeba64", "cifar10"])
-def test_dcgan_twin_differs_only_in_the_preconditioner(data):
+TWINS = {  # suffix: the model keys in which the twin differs from DE-GAN's config
+    "dcgan": {"preconditioner": "none", "lambda_hidden": 0.0},  # the plain DCGAN baseline
+    "vae_noise_only": {"lambda_hidden": 0.0},  # ablation: the VAE's noise alone
+    "hidden_only": {"preconditioner": "none"},  # ablation: the hidden-space loss alone
+    "uncond": {"num_classes": 0},  # the project's unconditional variant
+}
+CONFIG_TWINS = {
+    "digits": ["dcgan", "vae_noise_only", "hidden_only", "uncond"],
+    "mnist": ["dcgan", "vae_noise_only", "hidden_only", "uncond"],
+    "cifar10": ["dcgan", "uncond"],
+    "celeba64": ["dcgan"],
+}
+
+
+@pytest.mark.parametrize("data", sorted(CONFIG_TWINS))
+def test_baselines_and_ablations_differ_only_in_their_keys(data):
     degan = yaml.safe_load((CONFIGS / f"{data}.yaml").read_text())
-    dcgan = yaml.safe_load((CONFIGS / f"{data}_dcgan.yaml").read_text())
-    assert degan["model"]["init_args"].pop("preconditioner") == "vae"
-    assert dcgan["model"]["init_args"].pop("preconditioner") == "none"
-    names = [c["trainer"]["logger"]["init_args"].pop("name") for c in (degan, dcgan)]
-    assert names == [f"de_gan/{data}", f"de_gan/{data}_dcgan"]
-    assert degan == dcgan
+    model = degan["model"]["init_args"]
+    assert model["preconditioner"] == "vae" and model["lambda_hidden"] == 0.01 and model["d_hidden"] == "maximise"
+    assert model["num_classes"] == (0 if data == "celeba64" else 10)  # Tables II / IV: conditional; CelebA has no labels
+    for suffix in CONFIG_TWINS[data]:
+        twin = yaml.safe_load((CONFIGS / f"{data}_{suffix}.yaml").read_text())
+        assert twin["trainer"]["logger"]["init_args"].pop("name") == f"de_gan/{data}_{suffix}"
+        for key, value in TWINS[suffix].items():
+            assert twin["model"]["init_args"][key] == value, (suffix, key)
+            twin["model"]["init_args"][key] = model[key]
+        twin["trainer"]["logger"]["init_args"]["name"] = f"de_gan/{data}"
+        assert twin == degan, suffix
     vae = yaml.safe_load((CONFIGS / f"{data}_vae.yaml").read_text())
     assert vae["model"]["init_args"]["latent_dim"] == degan["model"]["init_args"]["noise"]["dim"] == 128
     assert vae["data"] == degan["data"] or data == "digits"  # digits: a smaller GAN batch for CPU
@@ -367,16 +519,18 @@ def test_cli_vae_then_degan_fit_and_test_with_the_evaluation(tmp_path):
     assert fit.model.hparams.vae_ckpt == str(vae_run / "checkpoints" / "last.ckpt")
     run = Path(fit.trainer.log_dir)
     metrics = fit.trainer.callback_metrics
-    assert 0.0 <= float(metrics["de_gan/accuracy"]) <= 1.0
-    assert {"de_gan/rdd_mean", "de_gan/rdd/0", "de_gan/rdd/9", "de_gan/confidence_mean"} <= set(metrics)
+    assert fit.model.num_classes == 10  # digits.yaml is the paper's conditional Table II model
+    assert 0.0 <= float(metrics["de_gan/label_accuracy"]) <= 1.0
+    assert {"de_gan/rdd_mean", "de_gan/rdd/0", "de_gan/rdd/9", "de_gan/confidence_mean", "de_gan/confident_share",
+            "de_gan/label_accuracy/0", "de_gan/label_accuracy/9"} <= set(metrics)  # fmt: skip
     with open(run / "de_gan" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert float(rows[-1]["de_gan/accuracy"]) == pytest.approx(float(metrics["de_gan/accuracy"]))
+    assert float(rows[-1]["de_gan/label_accuracy"]) == pytest.approx(float(metrics["de_gan/label_accuracy"]))
     assert (run / "de_gan" / "convergence.png").is_file()
     # The frozen VAE concentrates the noise: PC1+PC2 explain more of z' than of z_n (Fig. 11).
     pca = fit.trainer.logged_metrics
     assert float(pca["de_gan/pca_explained_zprime"]) > float(pca["de_gan/pca_explained_zn"])
 
     test = _cli(tmp_path, path, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", subcommand="test")
-    assert 0.0 <= float(test.trainer.callback_metrics["de_gan/accuracy"]) <= 1.0
+    assert 0.0 <= float(test.trainer.callback_metrics["de_gan/label_accuracy"]) <= 1.0

@@ -23,11 +23,13 @@ Generator / discriminator (``arch``):
 
 * ``mnist`` (Table II): G = FC 16g (1024) + BN + ReLU -> FC 2g*(R/4)^2 (6272 = 128*7*7 at
   R = 28) + BN + ReLU -> 5x5 "↑" 2g (128) + BN + ReLU -> 5x5 "↑" to the image channels ->
-  sigmoid, rescaled to [-1, 1] (2*sigmoid - 1 = tanh(x/2)).  D = 5x5 "↓" (C + 10) + lReLU
-  -> 5x5 "↓" (d + 10) + BN + lReLU -> FC 16d (1024) + BN + lReLU -> FC 1.  The "+10"
-  makes the layer sizes those of Table II (11 and 74 with C = 1, d = 64): the table is
-  DCGAN-tensorflow's MNIST model, whose D concatenates 10 one-hot label maps
-  (c_dim + y_dim, df_dim + y_dim); here they are ordinary feature maps (unconditional).
+  sigmoid, rescaled to [-1, 1] (2*sigmoid - 1 = tanh(x/2)).  D = 5x5 "↓" (C + K) + lReLU
+  -> 5x5 "↓" (d + K) + BN + lReLU -> FC 16d (1024) + BN + lReLU -> FC 1.  Table II is
+  DCGAN-tensorflow's conditional MNIST model: with ``num_classes`` K = 10 the one-hot label
+  joins the noise, each fully connected layer's input and, as 10 constant maps, each
+  convolution's input (:func:`join_labels`), and the layer sizes are the table's (11 and
+  74 maps with C = 1, d = 64).  ``num_classes: 0`` is the project's unconditional variant:
+  no labels, and the "+K" maps of D stay as 10 ordinary feature maps.
   Any R divisible by 4 works: 28 (the paper), 32 (the embedded digits, MNIST padded).
 * ``celeba`` / ``cifar10`` (Tables III / IV, the same layer list at R = 64 / 32): G = FC
   1024 + BN + ReLU, reshaped to (1024 / s0^2) x s0 x s0 with s0 = R/16, then four 5x5
@@ -35,7 +37,9 @@ Generator / discriminator (``arch``):
   tanh.  The extracted tables print the last two as "5x5x512↑" and "5x5x64↑", which
   cannot end in a 3-channel image; we read them as DCGAN's halving widths.  D = 5x5 "↓"
   d (64) + lReLU, 2d (128) + BN + lReLU, 4d (256) + BN + lReLU, flatten, FC 1 (the
-  tables' trailing "64 Fully-Connected" row, after the 1-unit layer, is left out).
+  tables' trailing "64 Fully-Connected" row, after the 1-unit layer, is left out).  With
+  ``num_classes`` K > 0 the labels join every layer's input as for ``mnist`` (CIFAR-10's
+  "each image is bound with a label", Sec. IV-C; Table IV prints no label channels).
 
 The discriminator returns logits (the sigmoid is inside the loss) and, on request,
 the activations of one block for the hidden-space loss (DE-GAN Eq. 12): ``D(x,
@@ -59,6 +63,7 @@ __all__ = [
     "VAEDecoder",
     "VAEEncoder",
     "check_arch",
+    "join_labels",
 ]
 
 Arch = Literal["mnist", "celeba", "cifar10"]
@@ -180,8 +185,39 @@ class VAEEncoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- GAN
+def join_labels(h: torch.Tensor, onehot: Optional[torch.Tensor]) -> torch.Tensor:
+    """``h`` with the one-hot labels appended: as K more features ([N, F] -> [N, F + K]) or as K
+    constant maps ([N, C, H, W] -> [N, C + K, H, W]); ``h`` itself when ``onehot`` is None.
+
+    DCGAN-tensorflow's conditional MNIST model joins the labels this way to the noise, to the
+    fully connected layers' inputs and, as maps, to the convolutions' inputs (DE-GAN Table II).
+    """
+    if onehot is None:
+        return h
+    onehot = onehot.to(h.dtype)
+    if h.ndim == 4:
+        onehot = onehot[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+    return torch.cat([h, onehot], dim=1)
+
+
+def _one_hot(labels: Optional[torch.Tensor], num_classes: int, batch: int) -> Optional[torch.Tensor]:
+    """One-hot float labels [N, K] for a conditional network (``num_classes`` > 0), else None."""
+    if not num_classes:
+        return None
+    if labels is None or labels.shape != (batch,):
+        got = None if labels is None else list(labels.shape)
+        raise ValueError(f"a conditional DE-GAN network ({num_classes} classes) needs one label per image: got {got}")
+    return nn.functional.one_hot(labels.long(), num_classes).float()
+
+
 class DEGANGenerator(nn.Module):
-    """DCGAN generator of Tables II-IV: noise [N, z_dim] -> images [N, C, R, R] in [-1, 1].
+    """DCGAN generator of Tables II-IV: noise [N, z_dim] (and labels [N]) -> images [N, C, R, R] in [-1, 1].
+
+    ``stages`` are the layers; with ``num_classes`` K > 0 every stage's input has the one-hot
+    label appended (:func:`join_labels`): K features for the fully connected stages, K
+    constant maps for the transposed convolutions (DCGAN-tensorflow's conditional MNIST
+    model, which Table II is; Tables III/IV print no label channels, so for them this is
+    the same scheme applied to their layers).
 
     Args:
         z_dim: noise dimension (128 in the paper).
@@ -190,60 +226,75 @@ class DEGANGenerator(nn.Module):
         width: g; Table II: FC 16g and 2g maps (1024, 128); Tables III/IV: 8g, 4g, 2g maps
             (512, 256, 128) at g = 64.
         arch: ``mnist`` (Table II), ``celeba`` (Table III) or ``cifar10`` (Table IV).
+        num_classes: K; 0 for an unconditional generator.
     """
 
     def __init__(
-        self, z_dim: int = 128, resolution: int = 32, channels: int = 1, width: int = 64, arch: Arch = "mnist"
+        self,
+        z_dim: int = 128,
+        resolution: int = 32,
+        channels: int = 1,
+        width: int = 64,
+        arch: Arch = "mnist",
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         check_arch(arch, resolution)
+        if num_classes < 0:
+            raise ValueError(f"model.init_args.num_classes must be >= 0 (0: unconditional), got {num_classes}")
         self.z_dim, self.resolution, self.channels, self.arch = z_dim, resolution, channels, arch
+        self.num_classes = k = num_classes
+        stages: list[nn.Module] = []
         if arch == "mnist":
             s = resolution // 4
             self.map_shape = (2 * width, s, s)
-            self.fc = nn.Sequential(
-                nn.Linear(z_dim, 16 * width, bias=False),
-                nn.BatchNorm1d(16 * width),
-                nn.ReLU(inplace=True),
-                nn.Linear(16 * width, 2 * width * s * s, bias=False),
-                nn.BatchNorm1d(2 * width * s * s),
-                nn.ReLU(inplace=True),
-            )
-            self.conv = nn.Sequential(
-                _up(2 * width, 2 * width, bias=False),
-                nn.BatchNorm2d(2 * width),
-                nn.ReLU(inplace=True),
-                _up(2 * width, channels),
-            )
+            stages.append(nn.Sequential(nn.Linear(z_dim + k, 16 * width, bias=False), nn.BatchNorm1d(16 * width),
+                                        nn.ReLU(inplace=True)))  # fmt: skip
+            stages.append(nn.Sequential(nn.Linear(16 * width + k, 2 * width * s * s, bias=False),
+                                        nn.BatchNorm1d(2 * width * s * s), nn.ReLU(inplace=True)))  # fmt: skip
+            stages.append(nn.Sequential(_up(2 * width + k, 2 * width, bias=False), nn.BatchNorm2d(2 * width),
+                                        nn.ReLU(inplace=True)))  # fmt: skip
+            stages.append(_up(2 * width + k, channels))
+            self.num_fc = 2
         else:
             s = resolution // 16
             fc = 1024
             if fc % (s * s):
                 raise ValueError(f"cannot reshape the 1024-unit layer to {s}x{s} maps (resolution {resolution})")
             self.map_shape = (fc // (s * s), s, s)
-            self.fc = nn.Sequential(nn.Linear(z_dim, fc, bias=False), nn.BatchNorm1d(fc), nn.ReLU(inplace=True))
+            stages.append(nn.Sequential(nn.Linear(z_dim + k, fc, bias=False), nn.BatchNorm1d(fc), nn.ReLU(inplace=True)))
             chans = [self.map_shape[0], 8 * width, 4 * width, 2 * width]
-            layers: list[nn.Module] = []
             for c_in, c_out in zip(chans[:-1], chans[1:]):
-                layers += [_up(c_in, c_out, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-            layers.append(_up(chans[-1], channels))
-            self.conv = nn.Sequential(*layers)
+                stages.append(nn.Sequential(_up(c_in + k, c_out, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)))
+            stages.append(_up(chans[-1] + k, channels))
+            self.num_fc = 1
+        self.stages = nn.ModuleList(stages)
         dcgan_init_(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"expected noise of shape [N, {self.z_dim}], got {list(z.shape)}")
-        x = self.conv(self.fc(z).view(z.shape[0], *self.map_shape))
+        y = _one_hot(labels, self.num_classes, z.shape[0])
+        h = z
+        for i, stage in enumerate(self.stages):
+            if i == self.num_fc:
+                h = h.view(z.shape[0], *self.map_shape)
+            h = stage(join_labels(h, y))
         # Table II ends in a sigmoid ([0, 1]); 2 * sigmoid(x) - 1 = tanh(x / 2) maps it to the data's [-1, 1].
-        return torch.tanh(x / 2) if self.arch == "mnist" else torch.tanh(x)
+        return torch.tanh(h / 2) if self.arch == "mnist" else torch.tanh(h)
 
 
 class DEGANDiscriminator(nn.Module):
-    """DCGAN discriminator of Tables II-IV: images [N, C, R, R] -> logits [N] (and hidden activations).
+    """DCGAN discriminator of Tables II-IV: images [N, C, R, R] (and labels [N]) -> logits [N] (and hidden activations).
 
     ``blocks`` is the list of layers ``h_0, h_1, ...`` whose outputs the hidden-space loss
     (DE-GAN Eq. 12) can compare; the last block is the 1-unit head.  ``default_hidden_layer`` is
-    the last convolutional block ("a high convolutional layer", Sec. II-C).
+    the last convolutional block ("a high convolutional layer", Sec. II-C).  With
+    ``num_classes`` K > 0 every block's input has the one-hot label appended (K constant maps
+    before a convolution, K features before a fully connected layer; :func:`join_labels`):
+    for ``mnist`` this is DCGAN-tensorflow's conditional MNIST discriminator, whose first two
+    convolutions have C + K and d + K output maps: Table II's 11 and 74 at C = 1, K = 10,
+    d = 64.  The hidden activations h_k are the block outputs, before the labels are joined.
 
     Args:
         resolution: image side R.
@@ -251,32 +302,38 @@ class DEGANDiscriminator(nn.Module):
         width: d; Table II: d + 10 maps and FC 16d (74, 1024); Tables III/IV: d, 2d, 4d
             maps (64, 128, 256) at d = 64.
         arch: ``mnist`` (Table II), ``celeba`` (Table III) or ``cifar10`` (Table IV).
+        num_classes: K; 0 for an unconditional discriminator (``mnist`` then keeps Table II's
+            C + 10 and d + 10 output maps, as ordinary feature maps).
     """
 
-    def __init__(self, resolution: int = 32, channels: int = 1, width: int = 64, arch: Arch = "mnist") -> None:
+    def __init__(
+        self, resolution: int = 32, channels: int = 1, width: int = 64, arch: Arch = "mnist", num_classes: int = 0
+    ) -> None:
         super().__init__()
         check_arch(arch, resolution)
+        if num_classes < 0:
+            raise ValueError(f"model.init_args.num_classes must be >= 0 (0: unconditional), got {num_classes}")
         self.resolution, self.channels, self.arch = resolution, channels, arch
+        self.num_classes = k = num_classes
         act = nn.LeakyReLU(0.2)
         blocks: list[nn.Module] = []
         if arch == "mnist":
-            c1, c2, side = channels + TABLE2_LABEL_MAPS, width + TABLE2_LABEL_MAPS, (resolution + 3) // 4
-            blocks.append(nn.Sequential(_down(channels, c1), act))
-            blocks.append(nn.Sequential(_down(c1, c2, bias=False), nn.BatchNorm2d(c2), act))
+            extra = k or TABLE2_LABEL_MAPS
+            c1, c2, side = channels + extra, width + extra, (resolution + 3) // 4
+            blocks.append(nn.Sequential(_down(channels + k, c1), act))
+            blocks.append(nn.Sequential(_down(c1 + k, c2, bias=False), nn.BatchNorm2d(c2), act))
             blocks.append(
-                nn.Sequential(
-                    nn.Flatten(), nn.Linear(c2 * side * side, 16 * width, bias=False), nn.BatchNorm1d(16 * width), act
-                )
+                nn.Sequential(nn.Linear(c2 * side * side + k, 16 * width, bias=False), nn.BatchNorm1d(16 * width), act)
             )
-            blocks.append(nn.Linear(16 * width, 1))
-            self.default_hidden_layer = 1
+            blocks.append(nn.Linear(16 * width + k, 1))
+            self.first_flat, self.default_hidden_layer = 2, 1
         else:
             chans, side = [width, 2 * width, 4 * width], resolution // 8
-            blocks.append(nn.Sequential(_down(channels, chans[0]), act))
+            blocks.append(nn.Sequential(_down(channels + k, chans[0]), act))
             for c_in, c_out in zip(chans[:-1], chans[1:]):
-                blocks.append(nn.Sequential(_down(c_in, c_out, bias=False), nn.BatchNorm2d(c_out), act))
-            blocks.append(nn.Sequential(nn.Flatten(), nn.Linear(chans[-1] * side * side, 1)))
-            self.default_hidden_layer = 2
+                blocks.append(nn.Sequential(_down(c_in + k, c_out, bias=False), nn.BatchNorm2d(c_out), act))
+            blocks.append(nn.Linear(chans[-1] * side * side + k, 1))
+            self.first_flat, self.default_hidden_layer = 3, 2
         self.blocks = nn.ModuleList(blocks)
         dcgan_init_(self)
 
@@ -293,7 +350,7 @@ class DEGANDiscriminator(nn.Module):
         return layer % n
 
     def forward(
-        self, x: torch.Tensor, return_features: Optional[int] = None
+        self, x: torch.Tensor, labels: Optional[torch.Tensor] = None, return_features: Optional[int] = None
     ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Logits [N]; with ``return_features=k`` also block k's output h_k(x) (the hidden-space map)."""
         if x.ndim != 4 or tuple(x.shape[1:]) != (self.channels, self.resolution, self.resolution):
@@ -301,10 +358,13 @@ class DEGANDiscriminator(nn.Module):
                 f"expected images of shape [N, {self.channels}, {self.resolution}, {self.resolution}], "
                 f"got {list(x.shape)}"
             )
+        y = _one_hot(labels, self.num_classes, x.shape[0])
         k = None if return_features is None else self.resolve_layer(return_features)
         h, features = x, None
         for i, block in enumerate(self.blocks):
-            h = block(h)
+            if i == self.first_flat:
+                h = h.flatten(1)
+            h = block(join_labels(h, y))
             if i == k:
                 features = h
         logits = h.flatten()
