@@ -61,7 +61,7 @@ from core.noise import NoiseSpec
 from lightning_modules.adversarial import AdversarialModule, Losses, gaussian_bits
 from lightning_modules.frozen import Frozen
 from lightning_modules.losses import LossName
-from lightning_modules.nets.de_gan import Arch, DEGANDiscriminator, DEGANGenerator, check_arch
+from lightning_modules.nets.de_gan import Arch, DEGANDiscriminator, DEGANGenerator, check_arch, upgrade_legacy_state_dict
 from lightning_modules.vae import VAE
 
 __all__ = ["DEGAN", "DHidden", "HiddenLoss", "hidden_space_loss"]
@@ -420,6 +420,8 @@ class DEGAN(AdversarialModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
+        if "state_dict" in checkpoint:  # checkpoints of the unconditional networks' old layer names
+            checkpoint["state_dict"] = upgrade_legacy_state_dict(checkpoint["state_dict"])
         record = checkpoint.get("de_gan_vae")
         if not record or self.frozen_vae is None or record.get("sha256") == self._vae_sha256:
             return

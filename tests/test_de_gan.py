@@ -534,3 +534,58 @@ def test_cli_vae_then_degan_fit_and_test_with_the_evaluation(tmp_path):
 
     test = _cli(tmp_path, path, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", subcommand="test")
     assert 0.0 <= float(test.trainer.callback_metrics["de_gan/label_accuracy"]) <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------- old checkpoints
+#: The unconditional networks' layer names before the conditional models (G's ``fc``/``conv``
+#: Sequentials, a Flatten inside D's fully connected block), written out by hand: old -> new.
+_OLD_NAMES = {
+    "mnist": {
+        "generator.fc.0": "generator.stages.0.0", "generator.fc.1": "generator.stages.0.1",
+        "generator.fc.3": "generator.stages.1.0", "generator.fc.4": "generator.stages.1.1",
+        "generator.conv.0": "generator.stages.2.0", "generator.conv.1": "generator.stages.2.1",
+        "generator.conv.3": "generator.stages.3",
+        "discriminator.blocks.2.1": "discriminator.blocks.2.0", "discriminator.blocks.2.2": "discriminator.blocks.2.1",
+    },
+    "cifar10": {
+        "generator.fc.0": "generator.stages.0.0", "generator.fc.1": "generator.stages.0.1",
+        "generator.conv.0": "generator.stages.1.0", "generator.conv.1": "generator.stages.1.1",
+        "generator.conv.3": "generator.stages.2.0", "generator.conv.4": "generator.stages.2.1",
+        "generator.conv.6": "generator.stages.3.0", "generator.conv.7": "generator.stages.3.1",
+        "generator.conv.9": "generator.stages.4", "discriminator.blocks.3.1": "discriminator.blocks.3",
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("arch, resolution", [("mnist", 28), ("cifar10", 32)])
+def test_checkpoints_with_the_old_layer_names_load_with_equal_outputs(arch, resolution, vae_ckpt, tmp_path):
+    from lightning_modules.nets.de_gan import upgrade_legacy_state_dict
+
+    torch.manual_seed(0)
+    module = _degan(vae_ckpt, arch=arch, resolution=resolution, ema_kimg=1.0)
+    module.eval()
+    for buffer in module.buffers():  # batch-norm statistics that are not the initial ones
+        if buffer.is_floating_point():
+            buffer.uniform_(0.5, 1.5)
+    table = _OLD_NAMES[arch]
+    table.update({"generator_ema.module." + k[len("generator.") :]: "generator_ema.module." + v[len("generator.") :]
+                  for k, v in list(table.items()) if k.startswith("generator.")})  # fmt: skip
+    inverse = {new: old for old, new in table.items()}
+    old_state = {}
+    for key, value in module.state_dict().items():
+        prefix = next((new for new in inverse if key.startswith(new + ".")), None)
+        old_state[key if prefix is None else inverse[prefix] + key[len(prefix) :]] = value
+    assert any(".fc.0." in k for k in old_state) and old_state.keys() != module.state_dict().keys()
+    assert upgrade_legacy_state_dict(old_state).keys() == module.state_dict().keys()
+    assert upgrade_legacy_state_dict(module.state_dict()).keys() == module.state_dict().keys()  # new names kept
+
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": old_state, "hyper_parameters": dict(module.hparams),
+                "pytorch-lightning_version": lightning.__version__}, path)  # fmt: skip
+    loaded = DEGAN.load_from_checkpoint(path, map_location="cpu").eval()
+    z = torch.randn(4, LATENT)
+    images = torch.rand(4, 1, resolution, resolution) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded.generate(z), module.generate(z))
+        assert torch.equal(loaded.generate(z, ema=False), module.generate(z, ema=False))
+        assert torch.equal(loaded.discriminator(images), module.discriminator(images))

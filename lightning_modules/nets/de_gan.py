@@ -48,7 +48,8 @@ return_features=k)`` gives ``(logits, h_k(x))``.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+import re
+from typing import Literal, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -64,6 +65,7 @@ __all__ = [
     "VAEEncoder",
     "check_arch",
     "join_labels",
+    "upgrade_legacy_state_dict",
 ]
 
 Arch = Literal["mnist", "celeba", "cifar10"]
@@ -369,3 +371,42 @@ class DEGANDiscriminator(nn.Module):
                 features = h
         logits = h.flatten()
         return logits if k is None else (logits, features)
+
+
+# ---------------------------------------------------------------------------------------------- old checkpoints
+_LEGACY_G = re.compile(r"^(?P<net>generator\.|generator_ema\.module\.)(?P<kind>fc|conv)\.(?P<i>\d+)\.(?P<rest>.+)$")
+
+
+def upgrade_legacy_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A DEGAN state dict saved before the conditional models, renamed to today's layers.
+
+    The unconditional networks had G's layers in ``fc`` and ``conv`` Sequentials and a
+    ``Flatten`` inside D's first fully connected block; they are now ``stages`` (one per
+    layer group, the labels joined in between) and D flattens in ``forward``.  Same weights,
+    same order, same outputs; a state dict without the old names is returned unchanged.
+    """
+    found = [m for m in map(_LEGACY_G.match, state) if m is not None]
+    if not found:
+        return dict(state)
+    num_fc = 2 if any(m["kind"] == "fc" and int(m["i"]) >= 3 for m in found) else 1  # mnist: two FC layers
+    last_conv = max(int(m["i"]) for m in found if m["kind"] == "conv")
+    d_renames = (
+        {"discriminator.blocks.2.1.": "discriminator.blocks.2.0.", "discriminator.blocks.2.2.": "discriminator.blocks.2.1."}
+        if num_fc == 2
+        else {"discriminator.blocks.3.1.": "discriminator.blocks.3."}
+    )
+    upgraded: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        m = _LEGACY_G.match(key)
+        if m is not None:
+            i = int(m["i"])
+            stage = i // 3 if m["kind"] == "fc" else num_fc + i // 3
+            inner = "" if m["kind"] == "conv" and i == last_conv else f".{i % 3}"
+            key = f"{m['net']}stages.{stage}{inner}.{m['rest']}"
+        else:
+            for old, new in d_renames.items():
+                if key.startswith(old):
+                    key = new + key[len(old) :]
+                    break
+        upgraded[key] = value
+    return upgraded
