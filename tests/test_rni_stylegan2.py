@@ -116,6 +116,8 @@ def test_ppl_in_w_space_through_generative_metrics(tmp_path):
     value = metrics.perceptual_path_length(model)
     again = metrics.perceptual_path_length(model)
     assert value > 0 and value == again  # const noise along the path: deterministic
+    metrics.ppl_crop = True  # the same pairs, measured on the face crop's 8 x 8 of 16 x 16 pixels
+    assert 0 < metrics.perceptual_path_length(model) < value
 
 
 def test_inversion_recovers_a_generated_image(tmp_path):
