@@ -148,7 +148,7 @@ def test_autocorrelation_penalty_is_zero_for_white_and_large_for_smooth_noise():
     assert float(autocorrelation_penalty(smooth)) > 1
 
 
-def test_inversion_cli_over_a_folder(tmp_path):
+def test_inversion_cli_over_a_folder(tmp_path, capsys):
     from torchvision.utils import save_image
 
     model = RNIStyleGAN2(resolution=16, channels=1, w_dim=8, channel_base=64, channel_max=8, mapping_layers=1,
@@ -172,7 +172,18 @@ def test_inversion_cli_over_a_folder(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 3 and summary["perceptual"] == "none"
     rows = (out / "inversion.csv").read_text().splitlines()
-    assert rows[0] == "image,psnr_db,ssim" and len(rows) == 4
+    assert rows[0] == "image,psnr_db,ssim,perceptual" and len(rows) == 4 and rows[1].endswith(",none")
+    # Image2StyleGAN's VGG-16 loss from a weights file (random weights here), named in every output.
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.save({f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}, tmp_path / "vgg16.pth")
+    assert tools_main(["invert", "--ckpt", str(ckpt), "--images", str(folder), "--out", str(out), "--steps", "2",
+                       "--vgg16-path", str(tmp_path / "vgg16.pth"), "--limit", "1"]) == 0  # fmt: skip
+    assert json.loads((out / "summary.json").read_text())["perceptual"] == "vgg16-image2stylegan"
+    assert (out / "inversion.csv").read_text().splitlines()[1].endswith(",vgg16-image2stylegan")
+    assert tools_main(["invert", "--ckpt", str(ckpt), "--images", str(folder), "--out", str(out),
+                       "--perceptual", "vgg16", "--vgg16-path", str(tmp_path / "none.pth")]) == 2  # fmt: skip
+    assert "VGG-16 weights not found" in capsys.readouterr().err
     assert (out / "grid.png").stat().st_size > 0 and (out / "latents.pt").exists()
     with pytest.raises(FileNotFoundError, match="not a directory"):
         load_images(str(tmp_path / "missing"), 16, 1)
