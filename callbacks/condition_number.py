@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from tqdm import tqdm
 
-from evaluation.condition_number import condition_numbers, mc_ttmc
+from evaluation.condition_number import condition_numbers, mc_ttmc, rendering_network
 
 __all__ = ["ConditionNumber"]
 
@@ -151,19 +151,6 @@ class ConditionNumber(Callback):
                     logger.experiment.add_histogram("metrics/log10_condition_number", allv.log10(), global_step=step)
         return self.last
 
-    def _rendering_network(self, pl_module: LightningModule) -> torch.nn.Module:
-        """The generator whose noise layers render: the EMA copy (``ema``, where there is one) or G."""
-        ema = getattr(pl_module, "generator_ema", None)
-        if self.ema and ema is not None:
-            return ema.module
-        generator = getattr(pl_module, "generator", None)
-        if not isinstance(generator, torch.nn.Module):
-            raise TypeError(
-                f"ConditionNumber(noise_mode='per_batch') redraws the noise maps of `generator` / `generator_ema`; "
-                f"{type(pl_module).__name__} has neither (use noise_mode: const)"
-            )
-        return generator
-
     def _compute(
         self, pl_module: LightningModule, batches: list[int], num_samples: int, progress: bool
     ) -> dict[int, torch.Tensor]:
@@ -172,7 +159,7 @@ class ConditionNumber(Callback):
         replay = self.noise_mode == "random"
         # per_batch: fresh fixed maps in the network that renders, read through noise_mode="const".
         net_mode = "const" if self.noise_mode == "per_batch" else self.noise_mode
-        redraw = self._rendering_network(pl_module) if self.noise_mode == "per_batch" else None
+        redraw = rendering_network(pl_module, self.ema) if self.noise_mode == "per_batch" else None
         device = pl_module.device
 
         def sample_z(n: int, g: torch.Generator) -> torch.Tensor:

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from callbacks.rank_zero import compute_on_rank_zero
 from core.io import atomic_write as _atomic_write
+from evaluation.condition_number import redraw_noise_maps, rendering_network
 from evaluation.features import FeatureExtractorUnavailable, PrecomputedFeatures, build_feature_extractor
 from evaluation.ppl import FeatureDistance, LPIPSDistance, distance_label, perceptual_path_length
 from evaluation.precision_recall import precision_recall
@@ -127,6 +128,10 @@ class GenerativeMetrics(Callback):
             ``mapping(z, ema=...)`` and ``synthesize(ws, ema=...)``, e.g. RNIStyleGAN2).
         ppl_crop: measure PPL on the face crop (rows 3/8..7/8, columns 2/8..6/8;
             :func:`evaluation.ppl.face_crop`), as StyleGAN's PPL does on FFHQ.
+        ppl_noise_mode: the injected noise, always the same for both ends of a step: ``const``
+            (the generator's one fixed map for every pair) or ``per_batch`` (StyleGAN's PPL: one
+            fresh map per layer for every batch of pairs, seeded by ``seed``;
+            :func:`evaluation.condition_number.redraw_noise_maps`).
     """
 
     def __init__(
@@ -152,6 +157,7 @@ class GenerativeMetrics(Callback):
         ppl_lpips_path: Optional[str] = None,
         ppl_space: Literal["z", "w"] = "z",
         ppl_crop: bool = False,
+        ppl_noise_mode: Literal["const", "per_batch"] = "const",
     ) -> None:
         checks = {
             "num_samples": (num_samples, 2),
@@ -169,6 +175,8 @@ class GenerativeMetrics(Callback):
                 "GenerativeMetrics: ppl_samples must be >= 0, ppl_epsilon > 0 and ppl_sampling full or end; "
                 f"got {ppl_samples}, {ppl_epsilon}, {ppl_sampling!r}"
             )
+        if ppl_noise_mode not in ("const", "per_batch"):
+            raise ValueError(f"GenerativeMetrics.ppl_noise_mode must be const or per_batch, got {ppl_noise_mode!r}")
         if ppl_space not in ("z", "w"):
             raise ValueError(f"GenerativeMetrics.ppl_space must be z or w, got {ppl_space!r}")
         if max_real is not None and max_real < 2:
@@ -192,6 +200,7 @@ class GenerativeMetrics(Callback):
         self.batch_size, self.ema, self.seed, self.cache_dir = batch_size, ema, seed, cache_dir
         self.ppl_samples, self.ppl_sampling, self.ppl_epsilon = ppl_samples, ppl_sampling, ppl_epsilon
         self.ppl_lpips_path, self.ppl_space, self.ppl_crop = ppl_lpips_path, ppl_space, ppl_crop
+        self.ppl_noise_mode = ppl_noise_mode
         self._ppl_distance: Optional[nn.Module] = None
 
         #: The feature extractor (built in ``setup`` on global rank zero; may be assigned before).
@@ -340,16 +349,29 @@ class GenerativeMetrics(Callback):
                 LPIPSDistance(self.ppl_lpips_path) if self.ppl_lpips_path else FeatureDistance(self.extractor)
             )
         self._ppl_distance.to(pl_module.device)
-        # Injected noise held fixed along the path (StyleGAN's PPL uses noise_mode='const'):
-        # otherwise two fresh noise draws, not the step in the latent, would dominate the distance.
+        # Injected noise held fixed along the path (StyleGAN's PPL renders with fixed maps, which it
+        # redraws per minibatch): otherwise two fresh noise draws, not the step in the latent, would
+        # dominate the distance.  Both ends of a step are rendered in one call, so see the same maps.
+        net = rendering_network(pl_module, self.ema) if self.ppl_noise_mode == "per_batch" else None
+        noise_rng = torch.Generator().manual_seed(self.seed + 1)
+
+        def render(draw, latents: torch.Tensor) -> torch.Tensor:
+            if net is None:
+                return self._to_extractor(draw(latents))
+            with redraw_noise_maps(net, noise_rng):
+                return self._to_extractor(draw(latents))
+
         if self.ppl_space == "w":
             space = dict(
                 space="w",
                 mapping=lambda z: pl_module.mapping(z, ema=self.ema),
-                generate=lambda ws: self._to_extractor(pl_module.synthesize(ws, ema=self.ema, noise_mode="const")),
+                generate=lambda ws: render(lambda x: pl_module.synthesize(x, ema=self.ema, noise_mode="const"), ws),
             )
         else:
-            space = dict(space="z", generate=lambda z: self._to_extractor(pl_module.generate(z, ema=self.ema, noise_mode="const")))
+            space = dict(
+                space="z",
+                generate=lambda z: render(lambda x: pl_module.generate(x, ema=self.ema, noise_mode="const"), z),
+            )
         was_training = pl_module.training
         pl_module.eval()
         try:

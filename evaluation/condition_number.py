@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from evaluation.ppl import face_crop
 from lightning_modules.nets.noise_injection import NoiseInjection
 
-__all__ = ["condition_numbers", "mc_ttmc", "redraw_noise_maps", "top_count"]
+__all__ = ["condition_numbers", "mc_ttmc", "redraw_noise_maps", "rendering_network", "top_count"]
 
 #: The paper's sample count and top count: TTMC = mean of the top 1000 of 50,000.
 PAPER_SAMPLES, PAPER_TOP = 50_000, 1_000
@@ -68,6 +68,21 @@ def mc_ttmc(values: Tensor, top_fraction: float = PAPER_TOP / PAPER_SAMPLES) -> 
         raise ValueError("condition numbers must be a non-empty, finite set of values")
     k = top_count(v.numel(), top_fraction)
     return float(v.mean()), float(torch.topk(v, k).values.mean())
+
+
+def rendering_network(model: nn.Module, ema: bool = True) -> nn.Module:
+    """The generator of a GAN module whose noise layers render: its EMA copy (``ema``, where there is
+    one, ``generator_ema.module``) or ``generator``."""
+    copy = getattr(model, "generator_ema", None)
+    if ema and copy is not None:
+        return copy.module
+    generator = getattr(model, "generator", None)
+    if not isinstance(generator, nn.Module):
+        raise TypeError(
+            f"per-batch noise redraws the noise maps of `generator` / `generator_ema`; {type(model).__name__} has "
+            "neither (use the generator's fixed noise, noise_mode const)"
+        )
+    return generator
 
 
 @contextmanager

@@ -60,7 +60,7 @@ def test_faces_are_cropped_and_noise_is_redrawn_per_batch(name):
     assert condition["noise_mode"] == "per_batch" and condition.get("crop", False) == face
     metrics = callbacks.get("callbacks.GenerativeMetrics", {})
     if metrics.get("ppl_samples"):
-        assert metrics.get("ppl_crop", False) == face
+        assert metrics.get("ppl_crop", False) == face and metrics["ppl_noise_mode"] == "per_batch"
 
 
 def test_config_rows_are_the_rows_of_rni_tables():

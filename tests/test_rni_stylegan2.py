@@ -120,6 +120,35 @@ def test_ppl_in_w_space_through_generative_metrics(tmp_path):
     assert 0 < metrics.perceptual_path_length(model) < value
 
 
+def test_ppl_with_noise_redrawn_per_batch():
+    from callbacks.generative_metrics import GenerativeMetrics
+    from evaluation.ppl import FeatureDistance
+
+    torch.manual_seed(0)
+    model = RNIStyleGAN2(resolution=16, channels=1, w_dim=8, channel_base=64, channel_max=8, mapping_layers=1,
+                         noise={"dim": 8}, noise_injection="eni")  # fmt: skip
+    layers = model.injection_layers(ema=True)
+    with torch.no_grad():
+        for layer in layers:
+            layer.strength.fill_(0.5)
+    own = [layer.noise_const.clone() for layer in layers]
+    seen = []
+    layers[0].register_forward_pre_hook(lambda m, args: seen.append(m.noise_const.clone()))
+    kw = dict(num_samples=4, ppl_samples=16, ppl_space="w", precision_recall=False, batch_size=8)
+    const = GenerativeMetrics(**kw)
+    per_batch = GenerativeMetrics(**kw, ppl_noise_mode="per_batch")
+    for m in (const, per_batch):
+        m.extractor, m._ppl_distance = torch.nn.Flatten(), FeatureDistance(torch.nn.Flatten())
+    fixed = const.perceptual_path_length(model)
+    assert len(seen) == 2 and torch.equal(seen[0], seen[1])  # const: one map for both batches of 8 pairs
+    seen.clear()
+    value = per_batch.perceptual_path_length(model)
+    assert len(seen) == 2 and not torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], own[0])
+    assert value != fixed and value == per_batch.perceptual_path_length(model)  # seeded
+    for layer, before in zip(layers, own):
+        assert torch.equal(layer.noise_const, before)  # restored
+
+
 def test_inversion_recovers_a_generated_image(tmp_path):
     torch.manual_seed(0)
     model = RNIStyleGAN2(resolution=16, channels=1, w_dim=8, channel_base=64, channel_max=8, mapping_layers=1,
