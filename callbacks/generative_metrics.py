@@ -338,8 +338,7 @@ class GenerativeMetrics(Callback):
             fake = self.fake_features(pl_module, progress=progress)
             values = self.metrics_from_features(real, fake)
             if self.ppl_samples:
-                value = self.perceptual_path_length(pl_module)
-                values[self.ppl_tag()] = value
+                values[self.ppl_tag()] = self.perceptual_path_length(pl_module)
             return values
 
     def perceptual_path_length(self, pl_module: LightningModule) -> float:

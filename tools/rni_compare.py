@@ -11,7 +11,10 @@ the feature space of the project's classifier, ``--classifier-ckpt``: Inception 
 not on this machine), PPL in W (or Z for DCGAN), and MC/TTMC (``callbacks.ConditionNumber``).
 The inversion stage reconstructs ``--inversion-images`` held-out images (the datamodule's
 test split) in w+ (Image2StyleGAN) and reports PSNR/SSIM.  Everything is merged into
-``<save-dir>/<name>/comparison.{csv,md}`` and ``comparison.png`` (one panel per metric).
+``<save-dir>/<name>/comparison.{csv,md}`` and ``comparison.png`` (one panel per metric); the
+PPL column carries its distance (``metrics/ppl[classifier-l2]``) and ``inversion distance``
+names the inversion's perceptual term.  ``python -m tools rni-tables`` reads the runs the same
+way (:func:`read_test_metrics`) to write the paper's Tables 1-2.
 
 A finished stage is not repeated (``--force`` redoes everything); ``--dry-run`` prints the
 commands.  Arguments after ``--`` go to every ``train.py`` call.
