@@ -81,7 +81,8 @@ def _face_only_map(seed=0):
     (rows 3..6, columns 2..5), a badly conditioned map of x outside it."""
     g = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(16, 16, dtype=torch.float64, generator=g))
-    outside = torch.randn(48, 16, dtype=torch.float64, generator=g) @ torch.diag(torch.logspace(0, 3, 16, dtype=torch.float64))
+    spread = torch.diag(torch.logspace(0, 3, 16, dtype=torch.float64))  # singular values 1 .. 1000
+    outside = torch.randn(48, 16, dtype=torch.float64, generator=g) @ spread
     inside = torch.zeros(8, 8, dtype=torch.bool)
     inside[3:7, 2:6] = True
 
@@ -157,12 +158,11 @@ def test_callback_redraws_the_noise_per_batch_by_default():
             layer.strength.fill_(0.5)  # ENI starts at 0: make the noise matter
     own = [layer.noise_const.clone() for layer in layers]
     seen = []
-    hooks = [layer.register_forward_pre_hook(lambda m, args: seen.append(m.noise_const.clone())) for layer in layers[:1]]
+    hook = layers[0].register_forward_pre_hook(lambda m, args: seen.append(m.noise_const.clone()))
     callback = ConditionNumber(num_samples=6, batch_size=3)
     assert callback.noise_mode == "per_batch"
     values = callback._compute(model, [0, 1], 6, progress=False)
-    for h in hooks:
-        h.remove()
+    hook.remove()
     assert len(seen) == 2 and seen[0].shape == (1, 1, 4, 4)  # one call per batch, one map for its samples
     assert not torch.equal(seen[0], seen[1])  # redrawn for the second batch
     assert not torch.equal(seen[0], own[0])

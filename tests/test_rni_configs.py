@@ -54,7 +54,8 @@ def test_every_config_is_covered():
 
 @pytest.mark.parametrize("name", ALL)
 def test_faces_are_cropped_and_noise_is_redrawn_per_batch(name):
-    callbacks = {cb["class_path"]: cb["init_args"] for cb in yaml.safe_load((CONFIGS / name).read_text())["trainer"]["callbacks"]}
+    config = yaml.safe_load((CONFIGS / name).read_text())
+    callbacks = {cb["class_path"]: cb["init_args"] for cb in config["trainer"]["callbacks"]}
     face = name.startswith("ffhq")  # StyleGAN's PPL crops faces only (ppl2_wend for LSUN has no crop)
     condition = callbacks["callbacks.ConditionNumber"]
     assert condition["noise_mode"] == "per_batch" and condition.get("crop", False) == face

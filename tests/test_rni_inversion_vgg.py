@@ -40,7 +40,8 @@ def test_sum_of_four_layer_mses_as_image2stylegan(weights):
         torch.testing.assert_close(loss(x, y), expected, rtol=1e-5, atol=1e-7)
         assert torch.equal(loss(x, x), torch.zeros(2))
         grey = x[:, :1]
-        torch.testing.assert_close(loss(grey, y[:, :1]), loss(grey.expand(-1, 3, -1, -1), y[:, :1].expand(-1, 3, -1, -1)))
+        grey_y = y[:, :1]
+        torch.testing.assert_close(loss(grey, grey_y), loss(grey.expand(-1, 3, -1, -1), grey_y.expand(-1, 3, -1, -1)))
     x.requires_grad_(True)
     loss(x, y).sum().backward()  # differentiable in the reconstruction, frozen itself
     assert x.grad is not None and all(p.grad is None for p in loss.parameters())
@@ -51,7 +52,8 @@ def test_perceptual_distance_prefers_the_given_vgg16_and_names_it(weights, tmp_p
     distance, name = perceptual_distance("auto", vgg16_path=str(path))
     assert isinstance(distance, VGG16Perceptual) and name == "vgg16-image2stylegan"
     only_features = tmp_path / "features.pth"
-    torch.save({k[len("features."):]: v for k, v in torch.load(path).items() if k.startswith("features.")}, only_features)
+    state = torch.load(path)
+    torch.save({k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}, only_features)
     assert isinstance(perceptual_distance("vgg16", vgg16_path=str(only_features))[0], VGG16Perceptual)
     with pytest.raises(ValueError, match="--vgg16-path"):
         perceptual_distance("vgg16")

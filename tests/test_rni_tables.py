@@ -24,7 +24,8 @@ def test_rows_map_one_to_one_onto_the_paper_and_seeds_are_averaged(tmp_path, cap
     runs = {
         "rni": [_run(tmp_path / "rni0", 0, **{lp: 12.0, "metrics/fid": 7.0, "metrics/mc": 0.5, "metrics/ttmc": 1.0}),
                 _run(tmp_path / "rni1", 1, **{lp: 14.0, "metrics/fid": 8.0, "metrics/mc": 0.7, "metrics/ttmc": 1.2})],
-        "plain": [_run(tmp_path / "plain", 0, **{lp: 30.0, "metrics/fid": 6.5, "metrics/mc": 0.9, "metrics/ttmc": 2.8})],
+        "plain": [_run(tmp_path / "plain", 0, **{lp: 30.0, "metrics/fid": 6.5, "metrics/mc": 0.9,
+                                                   "metrics/ttmc": 2.8})],
         "eni": [_run(tmp_path / "eni", 0, **{"metrics/ppl[inception-l2]": 99.0, "metrics/fid": 7.5})],
     }  # fmt: skip
     argv = ["rni-tables", "--dataset", "ffhq", "--out", str(tmp_path / "out")]
@@ -54,7 +55,8 @@ def test_different_distances_are_never_averaged(tmp_path):
     b = _run(tmp_path / "b", 1, **{"metrics/ppl[classifier-l2]": 500.0})
     tables = rni_tables.build_tables([("rni", a), ("rni", b)], "stylegan2")
     rows = tables["table1"]
-    assert [(r["PPL distance"], r["PPL_mean"], r["k"]) for r in rows] == [("lpips-vgg", 10.0, 1), ("classifier-l2", 500.0, 1)]
+    got = [(r["PPL distance"], r["PPL_mean"], r["k"]) for r in rows]
+    assert got == [("lpips-vgg", 10.0, 1), ("classifier-l2", 500.0, 1)]
 
 
 def test_dcgan_rows_and_event_folders(tmp_path):

@@ -199,11 +199,14 @@ def _parse_run(text: str) -> tuple[str, str]:
 
 
 def add_command(subparsers, name: str, help: str) -> None:
-    p = subparsers.add_parser(name, help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        name, help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.set_defaults(run=run)
     p.add_argument("--run", dest="runs", action="append", required=True, metavar="ROW=PATH",
                    help="a run folder (TensorBoard events) or metrics JSON of row ROW; repeat (seeds are averaged)")
-    p.add_argument("--arch", choices=sorted(ROWS), default="stylegan2", help="which rows: the StyleGAN2 or the DCGAN ones")
+    p.add_argument("--arch", choices=sorted(ROWS), default="stylegan2",
+                   help="which rows: the StyleGAN2 or the DCGAN ones")
     p.add_argument("--dataset", choices=sorted(PAPER), default=None, help="add the paper's numbers for this dataset")
     p.add_argument("--out", required=True, help="output folder")  # fmt: skip
 
