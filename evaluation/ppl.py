@@ -25,8 +25,8 @@ reproduces the official code literally.  For non-Gaussian noise (uniform, discre
 levels; :mod:`core.noise`) pass ``interpolation="lerp"``.  In W the paper
 interpolates linearly.
 
-Crop.  On faces StyleGAN's PPL measures the face region only (``crop=True`` in its metric
-definitions for FFHQ, and in the RNI authors' PPL and condition-number metrics):
+Crop.  On faces StyleGAN's PPL measures the face region only (``crop=True`` in its ``ppl_*``
+metrics; ``ppl2_wend`` takes the full image), as do the RNI authors' condition-number metrics:
 :func:`face_crop` keeps rows 3c..7c and columns 2c..6c of an H x H image, c = H // 8,
 before the distance.
 
