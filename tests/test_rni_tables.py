@@ -71,6 +71,9 @@ def test_dcgan_rows_and_event_folders(tmp_path):
     row = tables["table1"][0]
     assert row["row"] == "DCGAN + RNI (Ours)" and row["PPL_mean"] == 2.5 and row["PPL (paper)"] == 22.53
     assert row["seeds"] == "run0"  # no config.yaml beside the events
+    other = _run(tmp_path / "seeded", 3, **{"metrics/ppl[lpips-vgg]": 3.5})
+    row = rni_tables.build_tables([("rni", str(folder)), ("rni", other)], "dcgan")["table1"][0]
+    assert row["seeds"] == "3 run0" and row["PPL_mean"] == 3.0
 
 
 def test_bad_run_arguments_are_user_errors(tmp_path):

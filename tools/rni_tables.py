@@ -146,6 +146,9 @@ def build_tables(
                 if value is not None:
                     record[column] = float(value)
         records.append(record)
+    if not all(isinstance(r["seed"], int) for r in records):  # sortable together: all as text
+        for r in records:
+            r["seed"] = str(r["seed"])
     order = list(ROWS[arch])
     rank = {row: (order.index(row) if row in order else len(order)) for row in dict.fromkeys(r for r, _ in runs)}
     records.sort(key=lambda r: rank[r["config row"]])  # stable: free rows keep their order
