@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from tqdm import tqdm
 
-from evaluation.condition_number import condition_numbers, mc_ttmc
+from evaluation.condition_number import condition_numbers, mc_ttmc, rendering_network
 
 __all__ = ["ConditionNumber"]
 
@@ -39,9 +39,13 @@ class ConditionNumber(Callback):
         space: where x and dx live: ``z`` (the noise) or ``w`` (w+, the mapping network's
             output for every style input; StyleGAN2 only, as in the authors' code).
         perturbation_std: standard deviation of dx ~ N(0, s^2 I) (1e-4, the authors' code).
-        noise_mode: the injected noise of both evaluations: ``const`` (the generator's fixed
-            maps, the authors' code), ``random`` (fresh per-sample noise, replayed for the
-            perturbed input) or ``none``.
+        noise_mode: the injected noise, the same for G(x) and G(x + dx) in every mode:
+            ``per_batch`` (the authors' code: one fresh map per layer for every batch of
+            ``batch_size`` pairs, shared by its samples; seeded by ``seed`` and the batch index),
+            ``const`` (the generator's one fixed map for every pair), ``random`` (fresh
+            per-sample noise, replayed for the perturbed input) or ``none`` (no noise).
+        crop: measure on the face crop (rows 3/8..7/8, columns 2/8..6/8; the authors' code
+            and StyleGAN's PPL on FFHQ); off for scenes.
         top_fraction: TTMC averages the largest round(top_fraction * N) values
             (1000 / 50,000 = 0.02 in the paper).
         batch_size: pairs per generator call.
@@ -55,7 +59,8 @@ class ConditionNumber(Callback):
         num_samples: int = 50_000,
         space: Literal["z", "w"] = "w",
         perturbation_std: float = 1e-4,
-        noise_mode: Literal["const", "random", "none"] = "const",
+        noise_mode: Literal["per_batch", "const", "random", "none"] = "per_batch",
+        crop: bool = False,
         top_fraction: float = 0.02,
         batch_size: int = 250,
         every_n_epochs: int = 1,
@@ -66,8 +71,10 @@ class ConditionNumber(Callback):
             raise ValueError("ConditionNumber: num_samples, batch_size and every_n_epochs must be >= 1")
         if space not in ("z", "w"):
             raise ValueError(f"ConditionNumber.space must be z or w, got {space!r}")
-        if noise_mode not in ("const", "random", "none"):
-            raise ValueError(f"ConditionNumber.noise_mode must be const, random or none, got {noise_mode!r}")
+        if noise_mode not in ("per_batch", "const", "random", "none"):
+            raise ValueError(
+                f"ConditionNumber.noise_mode must be per_batch, const, random or none, got {noise_mode!r}"
+            )
         if not perturbation_std > 0 or not 0 < top_fraction <= 1:
             raise ValueError(
                 f"ConditionNumber: need perturbation_std > 0 and 0 < top_fraction <= 1, got {perturbation_std}, "
@@ -75,7 +82,7 @@ class ConditionNumber(Callback):
             )
         self.num_samples, self.space, self.perturbation_std = num_samples, space, perturbation_std
         self.noise_mode, self.top_fraction, self.batch_size = noise_mode, top_fraction, batch_size
-        self.every_n_epochs, self.ema, self.seed = every_n_epochs, ema, seed
+        self.every_n_epochs, self.ema, self.seed, self.crop = every_n_epochs, ema, seed, crop
         self.last: dict[str, float] = {}
         #: All condition numbers of the last evaluation (float64, CPU).
         self.values: Optional[torch.Tensor] = None
@@ -150,6 +157,9 @@ class ConditionNumber(Callback):
         was_training = pl_module.training
         pl_module.eval()
         replay = self.noise_mode == "random"
+        # per_batch: fresh fixed maps in the network that renders, read through noise_mode="const".
+        net_mode = "const" if self.noise_mode == "per_batch" else self.noise_mode
+        redraw = rendering_network(pl_module, self.ema) if self.noise_mode == "per_batch" else None
         device = pl_module.device
 
         def sample_z(n: int, g: torch.Generator) -> torch.Tensor:
@@ -161,13 +171,13 @@ class ConditionNumber(Callback):
                 return pl_module.mapping(sample_z(n, g), ema=self.ema)
 
             def f(x: torch.Tensor) -> torch.Tensor:
-                return pl_module.synthesize(x, ema=self.ema, noise_mode=self.noise_mode)
+                return pl_module.synthesize(x, ema=self.ema, noise_mode=net_mode)
 
         else:
             sample_x = sample_z
 
             def f(x: torch.Tensor) -> torch.Tensor:
-                return pl_module.generate(x, ema=self.ema, noise_mode=self.noise_mode)
+                return pl_module.generate(x, ema=self.ema, noise_mode=net_mode)
 
         out = {}
         try:
@@ -183,6 +193,8 @@ class ConditionNumber(Callback):
                         seed=self.seed * 1_000_003 + b,
                         replay_rng=replay,
                         device=device,
+                        crop=self.crop,
+                        redraw_noise=redraw,
                     )
         finally:
             pl_module.train(was_training)

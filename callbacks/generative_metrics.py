@@ -13,7 +13,9 @@
 The feature space is pluggable (:mod:`evaluation.features`): the FID Inception-v3, or the
 project's own classifier. Logged values are ``metrics/fid``, ``metrics/kid_mean``,
 ``metrics/kid_std``, ``metrics/precision``, ``metrics/recall`` and (with ``ppl_samples``)
-``metrics/ppl``, so e.g.
+``metrics/ppl[<distance>]`` -- the distance in the tag (``lpips-vgg``, the published
+one, or the offline ``inception-l2`` / ``classifier-l2``; :meth:`GenerativeMetrics.ppl_tag`), so a
+number is never read without it -- so e.g.
 ``ModelCheckpoint(monitor="metrics/fid", mode="min")`` keeps the best generator.
 
 Real features are computed once and cached on disk (see :meth:`GenerativeMetrics.cache_key`);
@@ -40,11 +42,23 @@ from tqdm import tqdm
 
 from callbacks.rank_zero import compute_on_rank_zero
 from core.io import atomic_write as _atomic_write
+from evaluation.condition_number import redraw_noise_maps, rendering_network
 from evaluation.features import FeatureExtractorUnavailable, PrecomputedFeatures, build_feature_extractor
-from evaluation.ppl import FeatureDistance, LPIPSDistance, perceptual_path_length
+from evaluation.ppl import FeatureDistance, LPIPSDistance, distance_label, perceptual_path_length
 from evaluation.precision_recall import precision_recall
 
-__all__ = ["CACHE_ENV", "GenerativeMetrics"]
+__all__ = ["CACHE_ENV", "PPL_TAG", "GenerativeMetrics", "split_distance_tag"]
+
+#: PPL's tag before its distance: logged as ``metrics/ppl[<distance>]``.
+PPL_TAG = "metrics/ppl"
+
+
+def split_distance_tag(tag: str) -> tuple[str, Optional[str]]:
+    """``"metrics/ppl[lpips-vgg]"`` -> ``("metrics/ppl", "lpips-vgg")``; a tag without brackets -> ``(tag, None)``."""
+    if tag.endswith("]") and "[" in tag:
+        base, label = tag[:-1].split("[", 1)
+        return base, label
+    return tag, None
 
 #: Environment variable: root of the project's caches (real features go to ``$NOISE_GANS_CACHE/real_features``).
 CACHE_ENV = "NOISE_GANS_CACHE"
@@ -100,17 +114,24 @@ class GenerativeMetrics(Callback):
         seed: seed of the generated noise (and of KID's subsets): same weights, same numbers.
         cache_dir: folder of the cached real features; null: ``$NOISE_GANS_CACHE/real_features``
             if that variable is set, else ``~/.cache/noise-gans/real_features``.
-        ppl_samples: latent pairs for the perceptual path length ``metrics/ppl`` (StyleGAN
+        ppl_samples: latent pairs for the perceptual path length ``metrics/ppl[<distance>]`` (StyleGAN
             Sec. 3.2, :func:`evaluation.ppl.perceptual_path_length`; the paper uses 100,000);
             0 turns it off.
         ppl_sampling: ``full`` (t ~ U(0, 1)) or ``end`` (t = 0) paths.
         ppl_epsilon: the path step (1e-4 in the paper).
-        ppl_lpips_path: LPIPS backbone weights for the paper's distance; null: squared L2
-            between the feature extractor's features (works offline, but the numbers are
-            then not comparable to published PPL).
+        ppl_lpips_path: LPIPS backbone weights for the paper's distance (tag
+            ``metrics/ppl[lpips-vgg]``); null: squared L2 between the feature extractor's
+            features (works offline, but the numbers are then not comparable to published PPL;
+            tag ``metrics/ppl[inception-l2]`` or ``metrics/ppl[classifier-l2]``).
         ppl_space: ``z`` (l_Z, through the whole generator) or ``w`` (l_W, StyleGAN's Eq. 3:
             lerp between mapped latents through the synthesis network; needs a model with
             ``mapping(z, ema=...)`` and ``synthesize(ws, ema=...)``, e.g. RNIStyleGAN2).
+        ppl_crop: measure PPL on the face crop (rows 3/8..7/8, columns 2/8..6/8;
+            :func:`evaluation.ppl.face_crop`), as StyleGAN's PPL does on FFHQ.
+        ppl_noise_mode: the injected noise, always the same for both ends of a step: ``const``
+            (the generator's one fixed map for every pair) or ``per_batch`` (StyleGAN's PPL: one
+            fresh map per layer for every batch of pairs, seeded by ``seed``;
+            :func:`evaluation.condition_number.redraw_noise_maps`).
     """
 
     def __init__(
@@ -135,6 +156,8 @@ class GenerativeMetrics(Callback):
         ppl_epsilon: float = 1e-4,
         ppl_lpips_path: Optional[str] = None,
         ppl_space: Literal["z", "w"] = "z",
+        ppl_crop: bool = False,
+        ppl_noise_mode: Literal["const", "per_batch"] = "const",
     ) -> None:
         checks = {
             "num_samples": (num_samples, 2),
@@ -152,6 +175,8 @@ class GenerativeMetrics(Callback):
                 "GenerativeMetrics: ppl_samples must be >= 0, ppl_epsilon > 0 and ppl_sampling full or end; "
                 f"got {ppl_samples}, {ppl_epsilon}, {ppl_sampling!r}"
             )
+        if ppl_noise_mode not in ("const", "per_batch"):
+            raise ValueError(f"GenerativeMetrics.ppl_noise_mode must be const or per_batch, got {ppl_noise_mode!r}")
         if ppl_space not in ("z", "w"):
             raise ValueError(f"GenerativeMetrics.ppl_space must be z or w, got {ppl_space!r}")
         if max_real is not None and max_real < 2:
@@ -174,7 +199,8 @@ class GenerativeMetrics(Callback):
         self.precision_recall, self.pr_k, self.pr_max_samples = precision_recall, pr_k, pr_max_samples
         self.batch_size, self.ema, self.seed, self.cache_dir = batch_size, ema, seed, cache_dir
         self.ppl_samples, self.ppl_sampling, self.ppl_epsilon = ppl_samples, ppl_sampling, ppl_epsilon
-        self.ppl_lpips_path, self.ppl_space = ppl_lpips_path, ppl_space
+        self.ppl_lpips_path, self.ppl_space, self.ppl_crop = ppl_lpips_path, ppl_space, ppl_crop
+        self.ppl_noise_mode = ppl_noise_mode
         self._ppl_distance: Optional[nn.Module] = None
 
         #: The feature extractor (built in ``setup`` on global rank zero; may be assigned before).
@@ -250,7 +276,21 @@ class GenerativeMetrics(Callback):
         names = ["metrics/fid", "metrics/kid_mean"]
         if self.precision_recall:
             names += ["metrics/precision", "metrics/recall"]
-        return names + (["metrics/ppl"] if self.ppl_samples else [])
+        return names + ([self.ppl_tag()] if self.ppl_samples else [])
+
+    def ppl_distance_label(self) -> str:
+        """The distance PPL is measured with: ``lpips-vgg`` with ``ppl_lpips_path``, else ``<extractor>-l2``."""
+        if self._ppl_distance is not None:
+            return distance_label(self._ppl_distance)
+        if self.ppl_lpips_path:
+            return "lpips-vgg"
+        if self.extractor is not None:
+            return FeatureDistance(self.extractor).label
+        return f"{self.feature_extractor}-l2"
+
+    def ppl_tag(self) -> str:
+        """The logged name of PPL, with its distance: ``metrics/ppl[lpips-vgg]``, ``metrics/ppl[inception-l2]``, ..."""
+        return f"{PPL_TAG}[{self.ppl_distance_label()}]"
 
     # ------------------------------------------------------------------ Lightning hooks
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -298,7 +338,7 @@ class GenerativeMetrics(Callback):
             fake = self.fake_features(pl_module, progress=progress)
             values = self.metrics_from_features(real, fake)
             if self.ppl_samples:
-                values["metrics/ppl"] = self.perceptual_path_length(pl_module)
+                values[self.ppl_tag()] = self.perceptual_path_length(pl_module)
             return values
 
     def perceptual_path_length(self, pl_module: LightningModule) -> float:
@@ -308,16 +348,29 @@ class GenerativeMetrics(Callback):
                 LPIPSDistance(self.ppl_lpips_path) if self.ppl_lpips_path else FeatureDistance(self.extractor)
             )
         self._ppl_distance.to(pl_module.device)
-        # Injected noise held fixed along the path (StyleGAN's PPL uses noise_mode='const'):
-        # otherwise two fresh noise draws, not the step in the latent, would dominate the distance.
+        # Injected noise held fixed along the path (StyleGAN's PPL renders with fixed maps, which it
+        # redraws per minibatch): otherwise two fresh noise draws, not the step in the latent, would
+        # dominate the distance.  Both ends of a step are rendered in one call, so see the same maps.
+        net = rendering_network(pl_module, self.ema) if self.ppl_noise_mode == "per_batch" else None
+        noise_rng = torch.Generator().manual_seed(self.seed + 1)
+
+        def render(draw, latents: torch.Tensor) -> torch.Tensor:
+            if net is None:
+                return self._to_extractor(draw(latents))
+            with redraw_noise_maps(net, noise_rng):
+                return self._to_extractor(draw(latents))
+
         if self.ppl_space == "w":
             space = dict(
                 space="w",
                 mapping=lambda z: pl_module.mapping(z, ema=self.ema),
-                generate=lambda ws: self._to_extractor(pl_module.synthesize(ws, ema=self.ema, noise_mode="const")),
+                generate=lambda ws: render(lambda x: pl_module.synthesize(x, ema=self.ema, noise_mode="const"), ws),
             )
         else:
-            space = dict(space="z", generate=lambda z: self._to_extractor(pl_module.generate(z, ema=self.ema, noise_mode="const")))
+            space = dict(
+                space="z",
+                generate=lambda z: render(lambda x: pl_module.generate(x, ema=self.ema, noise_mode="const"), z),
+            )
         was_training = pl_module.training
         pl_module.eval()
         try:
@@ -331,6 +384,7 @@ class GenerativeMetrics(Callback):
                 interpolation=None if pl_module.noise.distribution == "gaussian" or self.ppl_space == "w" else "lerp",
                 batch_size=self.batch_size,
                 seed=self.seed,
+                crop=self.ppl_crop,
                 **space,
             )
         finally:

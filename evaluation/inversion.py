@@ -6,9 +6,13 @@ network, [N, num_ws, w_dim] -- from the mean w, with Adam (lr 0.01), to minimise
 
     L(w+) = lambda_mse * |G(w+) - x|^2 / (C H W) + lambda_p * d(G(w+), x)
 
-where d is a perceptual distance (VGG-16 features in Image2StyleGAN; LPIPS here when its
-weights are on this machine, else the squared feature distance of the project's own
-classifier, :class:`~evaluation.features.ClassifierFeatures`).  The seed paper ("On noise
+where d is a perceptual distance: Image2StyleGAN's own (:class:`VGG16Perceptual`, the mean
+squared differences of VGG-16's conv1_1, conv1_2, conv3_2 and conv4_2 features, summed; it
+needs torchvision's ImageNet VGG-16 weights as a local file, ``vgg16_path``), LPIPS when its
+weights are on this machine, or the squared feature distance of the project's own
+classifier (:class:`~evaluation.features.ClassifierFeatures`).  Only the first two are the
+published kind of loss; :func:`perceptual_distance` returns the distance's name with it, and
+``python -m tools invert`` writes that name into every output.  The seed paper ("On noise
 injection in GANs", Sec. 5 and its supplement) uses this to compare how well plain StyleGAN2,
 ENI and RNI generators embed faces.
 
@@ -44,7 +48,14 @@ from lightning_modules.nets.noise_injection import NoiseInjection
 from lightning_modules.reconstruction import psnr, ssim
 from lightning_modules.rni_stylegan2 import RNIStyleGAN2
 
-__all__ = ["InversionResult", "autocorrelation_penalty", "invert", "load_images", "perceptual_distance"]
+__all__ = [
+    "InversionResult",
+    "VGG16Perceptual",
+    "autocorrelation_penalty",
+    "invert",
+    "load_images",
+    "perceptual_distance",
+]
 
 Space = Literal["w_plus", "w", "z"]
 Distance = Callable[[Tensor, Tensor], Tensor]
@@ -96,21 +107,91 @@ class _LPIPS(nn.Module):
         return self.inner.lpips(x, y).flatten()
 
 
+class VGG16Perceptual(nn.Module):
+    """Image2StyleGAN's perceptual loss (Abdal et al. 2019, Sec. 5): per pair,
+
+        sum over j in (conv1_1, conv1_2, conv3_2, conv4_2) of |F_j(x) - F_j(y)|^2 / N_j,
+
+    F_j the (ReLU) activations of VGG-16's layer j and N_j their number of elements.  VGG-16
+    is torchvision's architecture (its ``features`` up to conv4_2) with ImageNet weights from
+    ``weights_path``: torchvision's ``vgg16-397923af.pth`` (the whole model's state_dict, the
+    file LPIPS also uses) or a state_dict of ``features`` alone.  Nothing is downloaded.
+    Inputs are images in [-1, 1] (grey ones repeated to 3 channels), normalised as ImageNet's.
+    """
+
+    #: Indices in torchvision's ``vgg16().features`` of the ReLU after each of the four layers.
+    LAYERS = {"conv1_1": 1, "conv1_2": 3, "conv3_2": 13, "conv4_2": 20}
+    label = "vgg16-image2stylegan"
+
+    def __init__(self, weights_path: str) -> None:
+        super().__init__()
+        from torchvision.models.vgg import cfgs, make_layers
+
+        path = os.path.expanduser(str(weights_path))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"VGG-16 weights not found at {path}: download torchvision's vgg16-397923af.pth "
+                "(https://download.pytorch.org/models/vgg16-397923af.pth) where there is internet and pass its path"
+            )
+        last = max(self.LAYERS.values())
+        self.features = make_layers(cfgs["D"])[: last + 1]
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise ValueError(f"{path} does not hold a state_dict")
+        if not any(key.startswith("features.") for key in state):
+            state = {f"features.{key}": value for key, value in state.items()}
+        wanted = self.features.state_dict()
+        missing = [f"features.{key}" for key in wanted if f"features.{key}" not in state]
+        if missing:
+            raise ValueError(f"{path} is not torchvision's VGG-16 state_dict: missing {', '.join(missing[:4])}")
+        self.features.load_state_dict({key: state[f"features.{key}"] for key in wanted})
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1))
+        self.requires_grad_(False).eval()
+
+    def layer_features(self, images: Tensor) -> list[Tensor]:
+        """The four layers' activations of images in [-1, 1], [N, 1 or 3, H, W]."""
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        h = ((images + 1) / 2 - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        out, keep = [], set(self.LAYERS.values())
+        for index, layer in enumerate(self.features):
+            h = layer(h)
+            if index in keep:
+                out.append(h)
+        return out
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        total = x.new_zeros(x.shape[0])
+        for fx, fy in zip(self.layer_features(x), self.layer_features(y)):
+            total = total + (fx - fy).flatten(1).square().mean(dim=1)
+        return total
+
+
 def perceptual_distance(
-    kind: Literal["auto", "lpips", "classifier", "none"] = "auto",
+    kind: Literal["auto", "vgg16", "lpips", "classifier", "none"] = "auto",
     lpips_path: Optional[str] = None,
     classifier_ckpt: Optional[str] = None,
+    vgg16_path: Optional[str] = None,
 ) -> tuple[Optional[nn.Module], str]:
-    """A differentiable perceptual distance and its name.
+    """A differentiable perceptual distance and its name (written into every output of an inversion).
 
-    ``auto``: LPIPS (VGG) if its backbone weights are at ``lpips_path`` or in torchvision's
-    cache, else the classifier's features if ``classifier_ckpt`` is given, else none (MSE only).
-    ``lpips`` / ``classifier`` insist and raise with instructions when the file is missing.
+    ``auto``: Image2StyleGAN's VGG-16 loss if ``vgg16_path`` is given (``vgg16-image2stylegan``),
+    else LPIPS (VGG) if its backbone weights are at ``lpips_path`` or in torchvision's cache
+    (``lpips-vgg``), else the classifier's features if ``classifier_ckpt`` is given
+    (``classifier-features``, not comparable with published inversions), else none (MSE only).
+    ``vgg16`` / ``lpips`` / ``classifier`` insist and raise with instructions when the file is missing.
     """
-    if kind not in ("auto", "lpips", "classifier", "none"):
-        raise ValueError(f"perceptual must be auto, lpips, classifier or none, got {kind!r}")
+    if kind not in ("auto", "vgg16", "lpips", "classifier", "none"):
+        raise ValueError(f"perceptual must be auto, vgg16, lpips, classifier or none, got {kind!r}")
     if kind == "none":
         return None, "none"
+    if kind == "vgg16" or (kind == "auto" and vgg16_path is not None):
+        if vgg16_path is None:
+            raise ValueError("perceptual vgg16 needs --vgg16-path (torchvision's vgg16-397923af.pth)")
+        return VGG16Perceptual(vgg16_path), VGG16Perceptual.label
     if kind in ("auto", "lpips"):
         try:
             lpips = LPIPSDistance(lpips_path, net="vgg")

@@ -25,10 +25,18 @@ reproduces the official code literally.  For non-Gaussian noise (uniform, discre
 levels; :mod:`core.noise`) pass ``interpolation="lerp"``.  In W the paper
 interpolates linearly.
 
+Crop.  On faces StyleGAN's PPL measures the face region only (``crop=True`` in its ``ppl_*``
+metrics; ``ppl2_wend`` takes the full image), as do the RNI authors' condition-number metrics:
+:func:`face_crop` keeps rows 3c..7c and columns 2c..6c of an H x H image, c = H // 8,
+before the distance.
+
 Distances.  :class:`LPIPSDistance` (torchmetrics' LPIPS network; it needs torchvision's
 ImageNet backbone weights as a local file here) and :class:`FeatureDistance`, the
 squared L2 distance between features of any module (e.g. the project's
-:class:`~lightning_modules.classifier.Classifier`), which works offline.
+:class:`~lightning_modules.classifier.Classifier`), which works offline.  Only LPIPS
+gives numbers comparable with published PPL, so every distance carries a ``label``
+(:func:`distance_label`: ``lpips-vgg``, ``inception-l2``, ``classifier-l2``, ...) that
+the callbacks and tables print next to the number.
 
 Why not torchmetrics' ``perceptual_path_length``: it accepts a custom similarity module,
 but always measures at t = 0 (only ``end`` sampling), interpolates towards a fresh
@@ -51,6 +59,8 @@ __all__ = [
     "FeatureDistance",
     "LPIPSDistance",
     "LPIPSWeightsNotFound",
+    "distance_label",
+    "face_crop",
     "lerp",
     "lpips_backbone_url",
     "percentile_mask",
@@ -91,6 +101,19 @@ def slerp(a: Tensor, b: Tensor, t: Tensor, radius: Optional[float] = None, eps: 
     return radius * F.normalize(out, dim=1, eps=eps)
 
 
+# ---------------------------------------------------------------------------------- crop
+def face_crop(images: Tensor) -> Tensor:
+    """StyleGAN's face crop (its PPL's ``crop=True``): rows 3c..7c, columns 2c..6c of [..., H, H], c = H // 8.
+
+    A 128 px image keeps rows 48..111 and columns 32..95 (64 x 64); a 36 px one rows 12..27 and
+    columns 8..23, since c is rounded down first (StyleGAN's ``c = int(H // 8)``).
+    """
+    if images.ndim < 2 or images.shape[-1] != images.shape[-2] or images.shape[-1] < 8:
+        raise ValueError(f"face_crop expects square images of side >= 8, got shape {list(images.shape)}")
+    c = images.shape[-2] // 8
+    return images[..., 3 * c : 7 * c, 2 * c : 6 * c]
+
+
 # ---------------------------------------------------------------------------------- filtering
 def percentile_mask(values: Tensor, lower: float = 1.0, upper: float = 99.0) -> Tensor:
     """Boolean mask of ``values`` inside [lower, upper] percentiles (StyleGAN's PPL filter).
@@ -124,6 +147,7 @@ def perceptual_path_length(
     seed: int = 0,
     lower_percentile: float = 1.0,
     upper_percentile: float = 99.0,
+    crop: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Perceptual path length l_Z (StyleGAN Eq. 2) or l_W (StyleGAN Eq. 3) of a generator; see the module docstring.
 
@@ -150,6 +174,8 @@ def perceptual_path_length(
             gives the same pairs for every model and machine.
         lower_percentile, upper_percentile: the values kept for the mean (1 and 99 in the
             official code; 0 and 100 keep everything).
+        crop: measure the distance on :func:`face_crop` of both images (StyleGAN's ``crop=True``,
+            for faces).
 
     Returns:
         ``(ppl, distances)``: the filtered mean (a 0-d float64 tensor) and all ``num_samples``
@@ -202,6 +228,8 @@ def perceptual_path_length(
             images = generate(points, torch.cat([labels, labels]))
         else:
             images = generate(points)
+        if crop:
+            images = face_crop(images)
         x0, x1 = images.chunk(2)
         d = distance(x0, x1)
         if d.shape != (n,):
@@ -216,6 +244,17 @@ def perceptual_path_length(
 def squared_l2(x: Tensor, y: Tensor) -> Tensor:
     """Sum of squared differences per pair: [N, ...] x [N, ...] -> [N]."""
     return (x - y).flatten(1).pow(2).sum(dim=1)
+
+
+def distance_label(distance: Distance) -> str:
+    """The name of the distance behind a PPL (or inversion) number: its ``label``, ``pixel-l2`` for
+    :func:`squared_l2`, else ``custom:<name>``.  Only ``lpips-*`` is on the published scale."""
+    label = getattr(distance, "label", None)
+    if isinstance(label, str) and label:
+        return label
+    if distance is squared_l2:
+        return "pixel-l2"
+    return "custom:" + getattr(distance, "__name__", type(distance).__name__)
 
 
 class FeatureDistance(nn.Module):
@@ -235,6 +274,14 @@ class FeatureDistance(nn.Module):
         super().__init__()
         self.extractor = extractor  # registered as a submodule when it is one (moves with .to())
         self._fn = extractor.features if hasattr(extractor, "features") and callable(extractor.features) else extractor
+
+    @property
+    def label(self) -> str:
+        """``<extractor>-l2``: ``inception-l2`` / ``classifier-l2`` for the project's extractors (their
+        ``identity`` up to the colon), else ``feature-l2``."""
+        identity = getattr(self.extractor, "identity", None)
+        name = identity.split(":", 1)[0] if isinstance(identity, str) and identity else "feature"
+        return f"{name}-l2"
 
     @torch.no_grad()
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
@@ -318,6 +365,8 @@ class LPIPSDistance(nn.Module):
         self._load_backbone(weights_path)
         self.net_name, self.resize = net, resize
         self.weights_path = weights_path
+        #: The distance's name in logged tags and tables (:func:`distance_label`).
+        self.label = f"lpips-{net}"
 
     def _load_backbone(self, path: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)

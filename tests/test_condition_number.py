@@ -73,3 +73,101 @@ def test_same_seed_gives_the_same_pairs():
 def test_zero_output_is_a_clear_error():
     with pytest.raises(FloatingPointError, match="not finite"):
         condition_numbers(lambda x: torch.zeros_like(x), _gaussian(3), 4)
+
+
+# ---------------------------------------------------------------------------------- the authors' protocol
+def _face_only_map(seed=0):
+    """x in R^16 -> an 8x8 image: x through an orthogonal map inside StyleGAN's face crop
+    (rows 3..6, columns 2..5), a badly conditioned map of x outside it."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(16, 16, dtype=torch.float64, generator=g))
+    spread = torch.diag(torch.logspace(0, 3, 16, dtype=torch.float64))  # singular values 1 .. 1000
+    outside = torch.randn(48, 16, dtype=torch.float64, generator=g) @ spread
+    inside = torch.zeros(8, 8, dtype=torch.bool)
+    inside[3:7, 2:6] = True
+
+    def f(x):
+        img = torch.zeros(x.shape[0], 1, 8, 8, dtype=x.dtype)
+        img[:, 0][:, inside] = x @ q.T
+        img[:, 0][:, ~inside] = x @ outside.T
+        return img
+
+    return f
+
+
+def test_crop_measures_the_face_region_only():
+    f = _face_only_map()
+    cropped = condition_numbers(f, _gaussian(16), 300, batch_size=100, crop=True)
+    # Inside the crop the map is orthogonal: C = 1 exactly (RNI Eq. 19 of an isometry).
+    torch.testing.assert_close(cropped, torch.ones(300, dtype=torch.float64), atol=1e-6, rtol=0)
+    whole = condition_numbers(f, _gaussian(16), 300, batch_size=100)
+    assert float((whole - 1).abs().max()) > 0.5  # the ill-conditioned border counts without the crop
+
+
+class _Injected(torch.nn.Module):
+    """An ENI layer at full strength on an 8x8 one-channel image: y = x + eps."""
+
+    def __init__(self):
+        super().__init__()
+        from lightning_modules.nets.noise_injection import NoiseInjection
+
+        self.layer = NoiseInjection("eni", 8)
+        with torch.no_grad():
+            self.layer.strength.fill_(1.0)
+
+    def forward(self, x):
+        return self.layer(x, noise_mode="const")
+
+
+def test_per_batch_noise_is_one_map_per_batch_shared_by_its_pairs():
+    net = _Injected()
+    fixed = net.layer.noise_const.clone()
+    x0 = torch.full((1, 1, 8, 8), 0.5, dtype=torch.float64)  # float64: no rounding in y(x + dx) - y(x)
+    same_x = lambda n, g: x0.expand(n, -1, -1, -1).clone()  # noqa: E731
+    c = condition_numbers(net, same_x, 12, batch_size=4, seed=5, redraw_noise=net)
+    # y(x + dx) - y(x) = dx when both see one map m: C = |x| / |x + m|, equal within a batch
+    # of 4 (one map for all its samples), different across batches (a fresh map each).
+    batches = c.reshape(3, 4)
+    torch.testing.assert_close(batches, batches[:, :1].expand(-1, 4), rtol=1e-5, atol=0)
+    assert len({round(float(v), 6) for v in batches[:, 0]}) == 3
+    with_fixed = float(x0.double().norm() / (x0 + fixed).double().norm())
+    assert all(abs(float(v) - with_fixed) > 1e-6 for v in batches[:, 0])  # not the layer's own map
+    torch.testing.assert_close(net.layer.noise_const, fixed)  # restored
+    again = condition_numbers(net, same_x, 12, batch_size=4, seed=5, redraw_noise=net)
+    torch.testing.assert_close(c, again)  # seeded
+    # The closed form, with the maps drawn as condition_numbers draws them (after x and dx).
+    rng = torch.Generator().manual_seed(5)
+    torch.randint(0, 2**31 - 1, [], generator=rng)
+    for b in range(3):
+        torch.randn(4, 1, 8, 8, generator=rng, dtype=torch.float64)
+        m = torch.randn(1, 1, 8, 8, generator=rng)
+        expected = float(x0.double().norm() / (x0 + m).double().norm())
+        assert float(batches[b, 0]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_callback_redraws_the_noise_per_batch_by_default():
+    from callbacks.condition_number import ConditionNumber
+    from lightning_modules.rni_stylegan2 import RNIStyleGAN2
+
+    torch.manual_seed(0)
+    model = RNIStyleGAN2(resolution=16, channels=1, w_dim=8, channel_base=64, channel_max=8, mapping_layers=1,
+                         noise={"dim": 8}, noise_injection="eni")  # fmt: skip
+    layers = model.injection_layers(ema=True)
+    with torch.no_grad():
+        for layer in layers:
+            layer.strength.fill_(0.5)  # ENI starts at 0: make the noise matter
+    own = [layer.noise_const.clone() for layer in layers]
+    seen = []
+    hook = layers[0].register_forward_pre_hook(lambda m, args: seen.append(m.noise_const.clone()))
+    callback = ConditionNumber(num_samples=6, batch_size=3)
+    assert callback.noise_mode == "per_batch"
+    values = callback._compute(model, [0, 1], 6, progress=False)
+    hook.remove()
+    assert len(seen) == 2 and seen[0].shape == (1, 1, 4, 4)  # one call per batch, one map for its samples
+    assert not torch.equal(seen[0], seen[1])  # redrawn for the second batch
+    assert not torch.equal(seen[0], own[0])
+    for layer, before in zip(layers, own):
+        torch.testing.assert_close(layer.noise_const, before)
+    assert values[0].shape == (3,) and bool(torch.isfinite(values[1]).all())
+    const = ConditionNumber(num_samples=6, batch_size=3, noise_mode="const")._compute(model, [0, 1], 6, progress=False)
+    assert not torch.allclose(values[0], const[0])  # other maps, other numbers

@@ -439,7 +439,9 @@ def test_fit_logs_metrics_and_test_logs_them_again_from_the_cache(tmp_path):
             "--trainer.callbacks.init_args.ppl_samples=32",
         )
     )
-    names = {"metrics/fid", "metrics/kid_mean", "metrics/kid_std", "metrics/precision", "metrics/recall", "metrics/ppl"}
+    # PPL's tag names its distance: the classifier's features here, not the published LPIPS.
+    names = {"metrics/fid", "metrics/kid_mean", "metrics/kid_std", "metrics/precision", "metrics/recall",
+             "metrics/ppl[classifier-l2]"}  # fmt: skip
     assert names <= set(fit.trainer.callback_metrics)
     assert math.isfinite(float(fit.trainer.callback_metrics["metrics/fid"]))
     metrics = _generative_metrics(fit)
@@ -457,8 +459,9 @@ def test_fit_logs_metrics_and_test_logs_them_again_from_the_cache(tmp_path):
     assert _generative_metrics(test).real_images_extracted == 0  # real features from the cache
     # Same weights, same noise seed: the test run reproduces the last validation's numbers.
     assert float(test.trainer.callback_metrics["metrics/fid"]) == pytest.approx(metrics.last["metrics/fid"], rel=1e-4)
-    assert 0 < metrics.last["metrics/ppl"] < math.inf
-    assert float(test.trainer.callback_metrics["metrics/ppl"]) == pytest.approx(metrics.last["metrics/ppl"], rel=1e-4)
+    tag = "metrics/ppl[classifier-l2]"
+    assert 0 < metrics.last[tag] < math.inf and metrics.hparams_metrics()[-1] == tag
+    assert float(test.trainer.callback_metrics[tag]) == pytest.approx(metrics.last[tag], rel=1e-4)
 
 
 def test_a_missing_weights_file_stops_before_training(tmp_path):

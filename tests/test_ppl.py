@@ -9,6 +9,8 @@ from evaluation.ppl import (
     FeatureDistance,
     LPIPSDistance,
     LPIPSWeightsNotFound,
+    distance_label,
+    face_crop,
     lerp,
     percentile_mask,
     perceptual_path_length,
@@ -255,3 +257,57 @@ def test_dcgan_with_classifier_features(noise_format):
     )
     assert values.shape == (40,) and torch.isfinite(values).all() and (values > 0).all()
     assert 0 < ppl.item() < float("inf")
+
+
+# ---------------------------------------------------------------------------------- face crop, distance labels
+def test_face_crop_is_stylegans_index_arithmetic():
+    img = torch.arange(128 * 128.0).reshape(1, 1, 128, 128)
+    crop = face_crop(img)
+    assert crop.shape == (1, 1, 64, 64)
+    assert crop[0, 0, 0, 0] == 48 * 128 + 32 and crop[0, 0, -1, -1] == 111 * 128 + 95  # rows 48..111, cols 32..95
+    odd = torch.arange(36 * 36.0).reshape(36, 36)  # c = 36 // 8 = 4 first: rows 12..27, columns 8..23
+    assert torch.equal(face_crop(odd), odd[12:28, 8:24])
+    assert face_crop(torch.zeros(2, 3, 64, 64)).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="square"):
+        face_crop(torch.zeros(1, 3, 64, 32))
+
+
+def test_crop_measures_the_path_length_of_the_face_only():
+    a = torch.randn(64 * 16, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    generate = lambda z: (z @ a.T).reshape(len(z), 1, 32, 32)  # noqa: E731
+    rec = Recorder()
+    ppl, values = perceptual_path_length(
+        generate, rec, squared_l2, num_samples=20, batch_size=8, interpolation="lerp", crop=True, **KEEP_ALL
+    )
+    z1, z2 = rec.pairs()
+    rows = a.reshape(32, 32, D)[12:28, 8:24].reshape(-1, D)  # the crop's pixels: rows 12..27, columns 8..23
+    expected = ((z2 - z1) @ rows.T).pow(2).sum(1)  # the closed form of the linear generator, on the crop
+    torch.testing.assert_close(values, expected, rtol=1e-6, atol=0)
+    whole = perceptual_path_length(generate, Recorder(), squared_l2, num_samples=20, batch_size=8,
+                                   interpolation="lerp", **KEEP_ALL)[1]  # fmt: skip
+    assert bool((whole > values).all())
+
+
+def test_every_distance_names_itself():
+    class Extractor(torch.nn.Module):
+        identity = "inception:abc123"
+
+        def forward(self, x):
+            return x.flatten(1)
+
+    assert distance_label(FeatureDistance(Extractor())) == "inception-l2"
+    assert distance_label(FeatureDistance(torch.nn.Flatten())) == "feature-l2"
+    assert distance_label(squared_l2) == "pixel-l2"
+    assert distance_label(lambda x, y: x) == "custom:<lambda>"
+
+
+def test_generative_metrics_tags_ppl_with_its_distance_and_crops():
+    from callbacks.generative_metrics import GenerativeMetrics, split_distance_tag
+
+    m = GenerativeMetrics(num_samples=4, ppl_samples=8, precision_recall=False, feature_extractor="classifier")
+    assert m.ppl_tag() == "metrics/ppl[classifier-l2]" and m.hparams_metrics()[-1] == m.ppl_tag()
+    m.ppl_lpips_path = "vgg16-397923af.pth"
+    assert m.ppl_tag() == "metrics/ppl[lpips-vgg]"
+    assert split_distance_tag("metrics/ppl[lpips-vgg]") == ("metrics/ppl", "lpips-vgg")
+    assert split_distance_tag("metrics/fid") == ("metrics/fid", None)
+    assert GenerativeMetrics(num_samples=4, precision_recall=False, ppl_crop=True).ppl_crop

@@ -41,3 +41,20 @@ def test_write_outputs(tmp_path):
     md = (tmp_path / "comparison.md").read_text().splitlines()
     assert md[0].startswith("| injection | metrics/mc") and "| rni | 1 | 3 | 22.5 |" in md
     assert (tmp_path / "comparison.png").stat().st_size > 1000
+
+
+def test_read_test_metrics_keeps_the_ppl_distance(tmp_path):
+    import json
+
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"metrics/ppl[lpips-vgg]": 12.5, "metrics/mc": 0.5, "metrics/other": 1.0}))
+    assert rni_compare.read_test_metrics(str(path)) == {"metrics/ppl[lpips-vgg]": 12.5, "metrics/mc": 0.5}
+    path.write_text(json.dumps({"metrics/ppl": 3.0}))  # a run from before the tags carried the distance
+    assert rni_compare.read_test_metrics(str(path)) == {"metrics/ppl[unknown]": 3.0}
+
+
+def test_outputs_name_the_distances(tmp_path):
+    rows = [{"injection": "rni", "metrics/ppl[classifier-l2]": 250.0, "inversion distance": "lpips-vgg"}]
+    rni_compare.write_outputs(rows, str(tmp_path), "test")
+    md = (tmp_path / "comparison.md").read_text()
+    assert "metrics/ppl[classifier-l2]" in md and "| lpips-vgg |" in md

@@ -50,3 +50,23 @@ def test_every_config_is_covered():
     expected |= {f"{d}_dcgan_{i}.yaml" for d in ("ffhq64", "lsun_church64", "cifar10") for i in ("none", "eni", "rni")}
     expected |= {"digits_stylegan2.yaml", "digits_dcgan.yaml"}
     assert set(ALL) == expected
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_faces_are_cropped_and_noise_is_redrawn_per_batch(name):
+    config = yaml.safe_load((CONFIGS / name).read_text())
+    callbacks = {cb["class_path"]: cb["init_args"] for cb in config["trainer"]["callbacks"]}
+    face = name.startswith("ffhq")  # StyleGAN's PPL crops faces only (ppl2_wend for LSUN has no crop)
+    condition = callbacks["callbacks.ConditionNumber"]
+    assert condition["noise_mode"] == "per_batch" and condition.get("crop", False) == face
+    metrics = callbacks.get("callbacks.GenerativeMetrics", {})
+    if metrics.get("ppl_samples"):
+        assert metrics.get("ppl_crop", False) == face and metrics["ppl_noise_mode"] == "per_batch"
+
+
+def test_config_rows_are_the_rows_of_rni_tables():
+    from tools.rni_tables import ROWS as TABLE_ROWS
+
+    assert set(TABLE_ROWS["stylegan2"]) == set(ROWS)
+    assert [row for row, label in TABLE_ROWS["stylegan2"].items() if label is None] == ["eni"]  # the project's ablation
+    assert set(TABLE_ROWS["dcgan"]) == {"none", "eni", "rni"}

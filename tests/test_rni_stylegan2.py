@@ -116,6 +116,37 @@ def test_ppl_in_w_space_through_generative_metrics(tmp_path):
     value = metrics.perceptual_path_length(model)
     again = metrics.perceptual_path_length(model)
     assert value > 0 and value == again  # const noise along the path: deterministic
+    metrics.ppl_crop = True  # the same pairs, measured on the face crop's 8 x 8 of 16 x 16 pixels
+    assert 0 < metrics.perceptual_path_length(model) < value
+
+
+def test_ppl_with_noise_redrawn_per_batch():
+    from callbacks.generative_metrics import GenerativeMetrics
+    from evaluation.ppl import FeatureDistance
+
+    torch.manual_seed(0)
+    model = RNIStyleGAN2(resolution=16, channels=1, w_dim=8, channel_base=64, channel_max=8, mapping_layers=1,
+                         noise={"dim": 8}, noise_injection="eni")  # fmt: skip
+    layers = model.injection_layers(ema=True)
+    with torch.no_grad():
+        for layer in layers:
+            layer.strength.fill_(0.5)
+    own = [layer.noise_const.clone() for layer in layers]
+    seen = []
+    layers[0].register_forward_pre_hook(lambda m, args: seen.append(m.noise_const.clone()))
+    kw = dict(num_samples=4, ppl_samples=16, ppl_space="w", precision_recall=False, batch_size=8)
+    const = GenerativeMetrics(**kw)
+    per_batch = GenerativeMetrics(**kw, ppl_noise_mode="per_batch")
+    for m in (const, per_batch):
+        m.extractor, m._ppl_distance = torch.nn.Flatten(), FeatureDistance(torch.nn.Flatten())
+    fixed = const.perceptual_path_length(model)
+    assert len(seen) == 2 and torch.equal(seen[0], seen[1])  # const: one map for both batches of 8 pairs
+    seen.clear()
+    value = per_batch.perceptual_path_length(model)
+    assert len(seen) == 2 and not torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], own[0])
+    assert value != fixed and value == per_batch.perceptual_path_length(model)  # seeded
+    for layer, before in zip(layers, own):
+        assert torch.equal(layer.noise_const, before)  # restored
 
 
 def test_inversion_recovers_a_generated_image(tmp_path):
@@ -146,7 +177,7 @@ def test_autocorrelation_penalty_is_zero_for_white_and_large_for_smooth_noise():
     assert float(autocorrelation_penalty(smooth)) > 1
 
 
-def test_inversion_cli_over_a_folder(tmp_path):
+def test_inversion_cli_over_a_folder(tmp_path, capsys):
     from torchvision.utils import save_image
 
     model = RNIStyleGAN2(resolution=16, channels=1, w_dim=8, channel_base=64, channel_max=8, mapping_layers=1,
@@ -170,7 +201,18 @@ def test_inversion_cli_over_a_folder(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 3 and summary["perceptual"] == "none"
     rows = (out / "inversion.csv").read_text().splitlines()
-    assert rows[0] == "image,psnr_db,ssim" and len(rows) == 4
+    assert rows[0] == "image,psnr_db,ssim,perceptual" and len(rows) == 4 and rows[1].endswith(",none")
+    # Image2StyleGAN's VGG-16 loss from a weights file (random weights here), named in every output.
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.save({f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}, tmp_path / "vgg16.pth")
+    assert tools_main(["invert", "--ckpt", str(ckpt), "--images", str(folder), "--out", str(out), "--steps", "2",
+                       "--vgg16-path", str(tmp_path / "vgg16.pth"), "--limit", "1"]) == 0  # fmt: skip
+    assert json.loads((out / "summary.json").read_text())["perceptual"] == "vgg16-image2stylegan"
+    assert (out / "inversion.csv").read_text().splitlines()[1].endswith(",vgg16-image2stylegan")
+    assert tools_main(["invert", "--ckpt", str(ckpt), "--images", str(folder), "--out", str(out),
+                       "--perceptual", "vgg16", "--vgg16-path", str(tmp_path / "none.pth")]) == 2  # fmt: skip
+    assert "VGG-16 weights not found" in capsys.readouterr().err
     assert (out / "grid.png").stat().st_size > 0 and (out / "latents.pt").exists()
     with pytest.raises(FileNotFoundError, match="not a directory"):
         load_images(str(tmp_path / "missing"), 16, 1)

@@ -33,6 +33,7 @@ COMMANDS = {
     ),
     "sweep-i2i": ("tools.sweep_i2i", "NoisyI2I over training-noise levels sigma_t^2: robustness curves"),
     "rni-compare": ("tools.rni_compare", "RNIStyleGAN2 with each noise injection: FID/KID, PPL, MC/TTMC, inversion"),
+    "rni-tables": ("tools.rni_tables", "the RNI paper's Tables 1 (PPL, FID) and 2 (MC, TTMC) from runs, mean ± std"),
     "known-source": ("tools.known_source", "the divergence-entropy trade-off on a source of known entropy"),
     "de-gan-metrics": ("tools.de_gan_metrics", "DE-GAN's accuracy-of-samples table and Fig. 6 from several runs"),
     "nvlabs-convert": (

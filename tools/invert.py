@@ -1,9 +1,11 @@
 """``python -m tools invert``: invert a folder of images through an RNIStyleGAN2 checkpoint.
 
 Image2StyleGAN-style optimisation of w+ (or w, or z; optionally the noise maps too) by
-:func:`evaluation.inversion.invert`, with a perceptual distance when one is available.
-Writes to ``--out``: ``inversion.csv`` (PSNR/SSIM per image), ``summary.json`` (the means),
-``latents.pt`` and ``grid.png`` (targets above their reconstructions).
+:func:`evaluation.inversion.invert`, with a perceptual distance when one is available:
+Image2StyleGAN's VGG-16 loss with ``--vgg16-path``, LPIPS with its weights, else the
+project's classifier features (not the published kind of loss).  Writes to ``--out``:
+``inversion.csv`` (PSNR/SSIM per image, and the perceptual distance used), ``summary.json``
+(the means, the distance), ``latents.pt`` and ``grid.png`` (targets above their reconstructions).
 
 (Formerly ``python -m evaluation.inversion``, which still works for one release.)
 """
@@ -39,7 +41,10 @@ def add_command(subparsers, name: str, help: str) -> None:
     p.add_argument("--optimize-noise", action="store_true", help="also optimise the injected noise maps")
     p.add_argument("--noise-reg-weight", type=float, default=1e5)
     p.add_argument("--mse-weight", type=float, default=1.0)
-    p.add_argument("--perceptual", choices=["auto", "lpips", "classifier", "none"], default="auto")
+    p.add_argument("--perceptual", choices=["auto", "vgg16", "lpips", "classifier", "none"], default="auto",
+                   help="auto: vgg16 if --vgg16-path, else lpips if its weights are here, else classifier, else none")
+    p.add_argument("--vgg16-path", default=None,
+                   help="torchvision's VGG-16 ImageNet weights (vgg16-397923af.pth): Image2StyleGAN's perceptual loss")
     p.add_argument("--perceptual-weight", type=float, default=1.0)
     p.add_argument("--lpips-path", default=None, help="VGG16 ImageNet weights for LPIPS (vgg16-397923af.pth)")
     p.add_argument("--classifier-ckpt", default=None, help="project Classifier checkpoint (perceptual fallback)")
@@ -57,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
     c, r = module.image_shape[0], module.image_shape[1]
     targets, names = load_images(args.images, r, c, args.limit)
     try:
-        distance, distance_name = perceptual_distance(args.perceptual, args.lpips_path, args.classifier_ckpt)
-    except ValueError as err:  # e.g. --perceptual classifier without --classifier-ckpt
+        distance, distance_name = perceptual_distance(
+            args.perceptual, args.lpips_path, args.classifier_ckpt, vgg16_path=args.vgg16_path
+        )
+    except (ValueError, FileNotFoundError) as err:  # e.g. --perceptual classifier without --classifier-ckpt
         raise UserError(str(err)) from err
     os.makedirs(args.out, exist_ok=True)
     results = []
@@ -75,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
     p_all, s_all = torch.cat([res.psnr for res in results]), torch.cat([res.ssim for res in results])
     with open(os.path.join(args.out, "inversion.csv"), "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["image", "psnr_db", "ssim"])
+        writer.writerow(["image", "psnr_db", "ssim", "perceptual"])
         for name, p_val, s_val in zip(names, p_all.tolist(), s_all.tolist()):
-            writer.writerow([name, f"{p_val:.4f}", f"{s_val:.5f}"])
+            writer.writerow([name, f"{p_val:.4f}", f"{s_val:.5f}", distance_name])
     torch.save({"names": names, "latents": [res.latents.cpu() for res in results], "space": args.space},
                os.path.join(args.out, "latents.pt"))  # fmt: skip
     rows = []
@@ -94,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "optimize_noise": args.optimize_noise,
         "perceptual": distance_name,
+        "perceptual_weight": args.perceptual_weight if distance is not None else 0.0,
+        "mse_weight": args.mse_weight,
         "psnr_mean_db": float(p_all.mean()),
         "ssim_mean": float(s_all.mean()),
     }

@@ -11,7 +11,10 @@ the feature space of the project's classifier, ``--classifier-ckpt``: Inception 
 not on this machine), PPL in W (or Z for DCGAN), and MC/TTMC (``callbacks.ConditionNumber``).
 The inversion stage reconstructs ``--inversion-images`` held-out images (the datamodule's
 test split) in w+ (Image2StyleGAN) and reports PSNR/SSIM.  Everything is merged into
-``<save-dir>/<name>/comparison.{csv,md}`` and ``comparison.png`` (one panel per metric).
+``<save-dir>/<name>/comparison.{csv,md}`` and ``comparison.png`` (one panel per metric); the
+PPL column carries its distance (``metrics/ppl[classifier-l2]``) and ``inversion distance``
+names the inversion's perceptual term.  ``python -m tools rni-tables`` reads the runs the same
+way (:func:`read_test_metrics`) to write the paper's Tables 1-2.
 
 A finished stage is not repeated (``--force`` redoes everything); ``--dry-run`` prints the
 commands.  Arguments after ``--`` go to every ``train.py`` call.
@@ -34,9 +37,11 @@ import sys
 
 import yaml
 
+from callbacks.generative_metrics import split_distance_tag
 from core.errors import UserError
 from tools.sweep import ROOT, check_config, command_parser, markdown_table, sweep_name, write_rows
 
+#: The tags collected from a run; PPL is logged as ``metrics/ppl[<distance>]`` and kept with its distance.
 METRICS = ("metrics/fid", "metrics/kid_mean", "metrics/ppl", "metrics/mc", "metrics/ttmc")
 
 
@@ -83,14 +88,33 @@ def test_images(config: str, folder: str, count: int) -> None:
         save_image(image, os.path.join(folder, f"{i:04d}.png"), normalize=True, value_range=(-1, 1))
 
 
-def read_test_metrics(folder: str) -> dict[str, float]:
-    """The last value of each metric in a run folder's TensorBoard events."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+def read_test_metrics(path: str) -> dict[str, float]:
+    """The :data:`METRICS` of one run: the last value of each in a run folder's TensorBoard events,
+    or the values of a JSON file of ``{tag: value}``.  PPL keeps its labelled tag
+    (``metrics/ppl[lpips-vgg]``); an unlabelled ``metrics/ppl`` (older runs) becomes ``metrics/ppl[unknown]``."""
+    if os.path.isfile(path):
+        try:
+            with open(path) as handle:
+                values = json.load(handle)
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path}: not a JSON file of metrics ({err})") from None
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: expected a JSON object {{tag: value}}")
+        values = {tag: float(v) for tag, v in values.items() if isinstance(v, (int, float))}
+    elif os.path.isdir(path):
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(folder, size_guidance={"scalars": 0})
-    events.Reload()
-    tags = events.Tags()["scalars"]
-    return {tag: events.Scalars(tag)[-1].value for tag in METRICS if tag in tags}
+        events = EventAccumulator(path, size_guidance={"scalars": 0})
+        events.Reload()
+        values = {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+    else:
+        raise UserError(f"{path}: no such run folder or metrics file")
+    out = {}
+    for tag, value in values.items():
+        base, label = split_distance_tag(tag)
+        if base in METRICS:
+            out[f"{base}[unknown]" if base == "metrics/ppl" and label is None else tag] = value
+    return out
 
 
 def run(cmd: list[str], dry_run: bool) -> None:
@@ -110,7 +134,7 @@ def write_outputs(rows: list[dict], folder: str, title: str) -> None:
     columns = list(dict.fromkeys(k for row in rows for k in row))
     write_rows(rows, folder, "comparison", columns)
     print(markdown_table(rows, columns))
-    metrics = [c for c in columns if c != "injection"]
+    metrics = [c for c in columns if c != "injection" and any(isinstance(row.get(c), (int, float)) for row in rows)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 2.8))
     for ax, metric in zip(list(axes) if len(metrics) > 1 else [axes], metrics):
         values = [row.get(metric, float("nan")) for row in rows]
@@ -186,6 +210,7 @@ def compare(args: argparse.Namespace) -> int:
         with open(os.path.join(inv_dir, "summary.json")) as handle:
             summary = json.load(handle)
         row["inversion PSNR"], row["inversion SSIM"] = summary["psnr_mean_db"], summary["ssim_mean"]
+        row["inversion distance"] = summary["perceptual"]  # the perceptual term the inversion used
         rows.append(row)
     if rows:
         write_outputs(rows, folder, f"{os.path.basename(args.config)}: noise injection compared")
