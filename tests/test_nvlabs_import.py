@@ -366,3 +366,24 @@ def test_init_kwargs_without_sizes_are_one_clear_error(nets):
     nv = generator_state_dict_to_nvlabs(G.state_dict())
     with pytest.raises(UserError, match="its Generator records no w_dim among its init kwargs"):
         build_generator(nv, {k: v for k, v in NV_G_KW.items() if k != "w_dim"})
+
+
+def test_invert_takes_a_network_pickle(nets, fake_nvlabs_modules, tmp_path):
+    """``python -m tools invert --ckpt network.pkl`` inverts through the pickle's G_ema, read without running it."""
+    from torchvision.utils import save_image
+
+    from tools.__main__ import main
+
+    G, D = nets
+    dump, marker = fake_nvlabs_modules
+    src = tmp_path / "network.pkl"
+    g_sd, d_sd = generator_state_dict_to_nvlabs(G.state_dict()), discriminator_state_dict_to_nvlabs(D.state_dict(), 16)
+    src.write_bytes(dump(g_sd, d_sd))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        save_image(torch.rand(3, 16, 16), folder / f"img{i}.png")
+    out = tmp_path / "out"
+    assert main(["invert", "--ckpt", str(src), "--images", str(folder), "--out", str(out), "--steps", "2",
+                 "--perceptual", "none", "--batch-size", "2"]) == 0  # fmt: skip
+    assert (out / "inversion.csv").read_text().count("\n") == 3 and not marker.exists()

@@ -1,4 +1,5 @@
-"""``python -m tools invert``: invert a folder of images through an RNIStyleGAN2 checkpoint.
+"""``python -m tools invert``: invert a folder of images through an RNIStyleGAN2 checkpoint
+(or an NVlabs stylegan2-ada-pytorch network pickle, converted in memory).
 
 Image2StyleGAN-style optimisation of w+ (or w, or z; optionally the noise maps too) by
 :func:`evaluation.inversion.invert`, with a perceptual distance when one is available:
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from core.errors import UserError, check_checkpoint_file
 from evaluation.inversion import invert, load_images, perceptual_distance
 from lightning_modules.rni_stylegan2 import RNIStyleGAN2
+from tools.nvlabs_convert import rni_stylegan2_from_nvlabs
 
 __all__ = ["add_command", "run"]
 
@@ -30,7 +32,12 @@ __all__ = ["add_command", "run"]
 def add_command(subparsers, name: str, help: str) -> None:
     p = subparsers.add_parser(name, help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(run=run)
-    p.add_argument("--ckpt", required=True, help="RNIStyleGAN2 checkpoint (runs/.../checkpoints/last.ckpt)")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        help="RNIStyleGAN2 checkpoint (runs/.../checkpoints/last.ckpt), or an NVlabs stylegan2-ada-pytorch "
+        "network pickle (.pkl), read without running its code (docs/nvlabs-checkpoints.md)",
+    )
     p.add_argument("--images", required=True, help="folder of images to invert")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--limit", type=int, default=None, help="invert at most this many images")
@@ -58,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
     from torchvision.utils import save_image
 
     check_checkpoint_file(args.ckpt, "--ckpt", howto="python train.py fit -c configs/rni/<config>.yaml")
-    module = RNIStyleGAN2.load_from_checkpoint(args.ckpt, map_location=args.device).eval()
+    if args.ckpt.endswith(".pkl"):  # an official network pickle: G_ema, G and D converted in memory
+        module = rni_stylegan2_from_nvlabs(args.ckpt).to(args.device)
+    else:
+        module = RNIStyleGAN2.load_from_checkpoint(args.ckpt, map_location=args.device).eval()
     c, r = module.image_shape[0], module.image_shape[1]
     targets, names = load_images(args.images, r, c, args.limit)
     try:
