@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]
 SBATCH = ROOT / "scripts" / "slurm" / "train.sbatch"
 DEMO = "configs/noise_dim/digits_demo.yaml"
-BATCH, TASKS = 64, 2  # the demo's batch size; processes per job
+BATCH, TASKS = 64, 2  # the demo's global batch (BATCH / TASKS per process); processes per job
 RUN = Path("noise_dim") / "digits_demo"  # the demo's experiment folder under the logger's save_dir
 STEPS = 80  # optimiser steps of the requeued runs: a checkpoint at 10, the signal soon after
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
@@ -281,7 +281,7 @@ def test_two_task_ddp_fit(slurm, tmp_path):
     assert sorted(os.listdir(run.parent)) == [f"slurm_{job}"]
     saved = _load(run / "checkpoints" / "last.ckpt")
     assert saved["global_step"] == 8
-    assert saved["images_seen"] == 4 * BATCH * TASKS  # 4 iterations on 2 processes
+    assert saved["images_seen"] == 4 * BATCH  # 4 iterations of the global batch
     assert f"Checkpoint:  {run / 'checkpoints' / 'last.ckpt'}" in log
     assert (tmp_path / "roots" / job).is_dir()  # default_root_dir, where hpc checkpoints would go
 
@@ -322,9 +322,9 @@ def test_requeue_at_batch_end_resumes_exactly(slurm, tmp_path):
     assert "Handling auto-requeue signal: 10" in log and f"Requeued SLURM job: {job}" in log
     saved = _load(hpc)
     assert saved["global_step"] == 2 * saved["d_steps"]  # a whole number of iterations
-    assert saved["images_seen"] == saved["d_steps"] * BATCH * TASKS
+    assert saved["images_seen"] == saved["d_steps"] * BATCH
     assert last["global_step"] == STEPS
-    assert last["images_seen"] == STEPS // 2 * BATCH * TASKS
+    assert last["images_seen"] == STEPS // 2 * BATCH
 
 
 def test_requeue_without_sigusr1_resumes_from_last_ckpt(slurm, tmp_path):
@@ -335,4 +335,4 @@ def test_requeue_without_sigusr1_resumes_from_last_ckpt(slurm, tmp_path):
     log, last = _assert_resumed(slurm, tmp_path, job, run, run / "checkpoints" / "last.ckpt")
     assert not list((tmp_path / "roots" / job).glob("hpc_ckpt_*"))
     assert last["global_step"] == STEPS
-    assert last["images_seen"] == STEPS // 2 * BATCH * TASKS
+    assert last["images_seen"] == STEPS // 2 * BATCH
