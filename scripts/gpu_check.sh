@@ -37,8 +37,9 @@ PY=${PYTHON:-python3}
 CARRY=.gpu_carry
 SG2ADA_COMMIT=d72cc7d041b42ec8e806021a205ed9349f87c6a4
 # The wheels the device image lacks (KINDS.md's package list): LightningCLI's jsonargparse[signatures],
-# and lmdb for LSUN.  Pinned as this project's venv has them; cp312: the device's Python.
-WHEELS="jsonargparse==4.53.0 docstring_parser==0.18.0 typeshed_client==2.15.0 lmdb==3.0.0"
+# lmdb for LSUN, torch-fidelity for torchmetrics' FID classes.  Pinned as this project's venv has
+# them; cp312: the device's Python.
+WHEELS="jsonargparse==4.53.0 docstring_parser==0.18.0 typeshed_client==2.15.0 lmdb==3.0.0 torch-fidelity==0.4.0"
 
 if [ "$MODE" = prepare ]; then
     set -e
@@ -69,7 +70,7 @@ mkdir -p "$OUT/logs"
 SUMMARY=$OUT/summary.md
 export PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-/tmp/torch_extensions}
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
-if [ -d "$CARRY/whl" ] && ! "$PY" -c "import jsonargparse, lmdb" 2>/dev/null; then
+if [ -d "$CARRY/whl" ] && ! "$PY" -c "import jsonargparse, docstring_parser, typeshed_client, lmdb, torch_fidelity" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu_check_site \
         "$CARRY"/whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/gpu_check_site
 fi
@@ -106,16 +107,17 @@ part() {
 if [ "$TINY" = 1 ]; then
     M_ARGS="--small --methods dcgan stylegan2-c --precisions 32-true bf16-mixed --compile off --channels-last off --steps 1 --warmup 1 --threads 1"
     N_ARGS="--small --configs a --modes fp32 --rounds 1 --warmup 1 --iters 1 --threads 1"
-    C_ARGS="--small --configs noise_dim/cifar10_biggan.yaml i2i/facades.yaml --steps 2 --warmup 0 --count 16 --eval-samples 8 --num-workers 0"
+    C_ARGS="--small --configs noise_dim/cifar10_biggan.yaml i2i/facades.yaml --precisions 32-true --steps 2 --warmup 0 --count 16 --eval-samples 8 --num-workers 0"
+    : "${BUDGET_PYTEST:=120}" "${BUDGET_NVLABS:=300}" "${BUDGET_METHODS:=300}" "${BUDGET_CONFIGS:=300}"  # slow CPUs
 else
     M_ARGS="--steps 15 --warmup 3 --compile-warmup 17"
     N_ARGS="--configs c --modes fp32 mixed --rounds 2 --warmup 5 --iters 25"
     C_ARGS="--steps 20 --warmup 3 --count 256 --eval-samples 64 --num-workers 4"
 fi
-B_PYTEST=${BUDGET_PYTEST:-60}
-B_NVLABS=${BUDGET_NVLABS:-170}
-B_METHODS=${BUDGET_METHODS:-190}
-if [ "$MODE" = all ]; then B_CONFIGS=${BUDGET_CONFIGS:-110}; else B_CONFIGS=${BUDGET_CONFIGS:-480}; fi
+B_PYTEST=${BUDGET_PYTEST:-45}
+B_NVLABS=${BUDGET_NVLABS:-180}
+B_METHODS=${BUDGET_METHODS:-240}
+if [ "$MODE" = all ]; then B_CONFIGS=${BUDGET_CONFIGS:-80}; else B_CONFIGS=${BUDGET_CONFIGS:-480}; fi
 
 if [ "$MODE" != part2 ]; then
     part "CUDA tests of the noise budget (pytest tests/test_sampler_entropy.py -k cuda)" "$B_PYTEST" pytest.txt \
@@ -124,7 +126,7 @@ if [ "$MODE" != part2 ]; then
 
     part "StyleGAN2 step: ours / NVlabs (benchmarks/sg2_vs_nvlabs.py $N_ARGS)" "$B_NVLABS" nvlabs.log \
         "$PY" benchmarks/sg2_vs_nvlabs.py --device "$DEVICE" $N_ARGS \
-        --worker-timeout $((B_NVLABS * 2 / 3)) --json "$OUT/nvlabs.json" --markdown "$OUT/nvlabs.md"
+        --build-timeout $((B_NVLABS * 5 / 9)) --worker-timeout 60 --json "$OUT/nvlabs.json" --markdown "$OUT/nvlabs.md"
     [ -f "$OUT/nvlabs.md" ] && cat "$OUT/nvlabs.md" >> "$SUMMARY" && rm -f "$OUT/nvlabs.md"
 
     part "Every method's step (benchmarks/methods.py $M_ARGS)" "$B_METHODS" methods.log \
@@ -135,7 +137,7 @@ fi
 
 if [ "$MODE" != part1 ]; then
     part "Paper configs: short fit + test on synthetic data (benchmarks/paper_configs.py $C_ARGS)" "$B_CONFIGS" \
-        configs.log "$PY" benchmarks/paper_configs.py --device "$DEVICE" $C_ARGS --budget-s $((B_CONFIGS - 40)) \
+        configs.log "$PY" benchmarks/paper_configs.py --device "$DEVICE" $C_ARGS --budget-s $((B_CONFIGS - 30)) \
         --json "$OUT/configs.json" --markdown "$OUT/configs.md"
     [ -f "$OUT/configs.md" ] && cat "$OUT/configs.md" >> "$SUMMARY" && rm -f "$OUT/configs.md"
 fi
