@@ -310,7 +310,8 @@ def bench(args, deadline: float, progress=None) -> list[dict]:
     for level in sorted({tier(v) for v in variants(args)}):
         for method in args.methods:
             for precision, compiled, channels_last in [v for v in variants(args) if tier(v) == level]:
-                label = f"{method} {precision} compile={'on' if compiled else 'off'} cl={'on' if channels_last else 'off'}"
+                on_off = ("off", "on")
+                label = f"{method} {precision} compile={on_off[compiled]} cl={on_off[channels_last]}"
                 head = {"method": method, "precision": precision, "compile": compiled, "channels_last": channels_last}
                 if (precision, compiled, channels_last) != BASELINE and bases.get(method) is None:
                     rows.append({**head, "skipped": "no baseline"})

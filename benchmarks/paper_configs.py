@@ -11,7 +11,8 @@ in its real on-disk format (``datamodules/synthetic``, what ``python -m tools sy
 writes), then runs ``train.py fit`` with the config as it is (networks, batch size, optimiser,
 precision) except: ``max_steps`` = ``--steps``, no validation, a step timer as the only callback,
 logs and checkpoints under a temporary folder, held-out fractions (where the dataset has no
-official test split) of 0.25 so the few synthetic images give a test batch, DE-GAN's VAE checkpoint an untrained VAE of the
+official test split) of 0.25 so the few synthetic images give a test batch, DE-GAN's VAE
+checkpoint an untrained VAE of the
 config's shape.  Then ``train.py test`` on the last checkpoint with the config's own callbacks,
 their sample counts cut to ``--eval-samples`` and every feature network (Inception for FID/KID,
 DE-GAN's classifier) replaced by one untrained ``Classifier`` checkpoint: the device cannot
@@ -125,7 +126,10 @@ def listed_precisions(path: Path, config: dict) -> list[str]:
 
 def discover(names: Optional[list[str]] = None) -> list[tuple[str, Optional[str]]]:
     """(config name, None) for every config with real data; (name, reason) for the skipped ones."""
-    paths = [CONFIGS / n for n in names] if names else sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name != "data")
+    if names:
+        paths = [CONFIGS / n for n in names]
+    else:
+        paths = sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name != "data")
     return [(str(p.relative_to(CONFIGS)), None if real_data(yaml.safe_load(p.read_text())) else "built-in data")
             for p in paths]  # fmt: skip
 
@@ -230,8 +234,8 @@ def prepare(name: str, precision: str, args, folder: str, data_folder: str, data
             _set(init, dotted, value)
         data_init["batch_size"] = min(int(data_init.get("batch_size", 4)), 4)
     if "vae_ckpt" in init and init.get("preconditioner", "vae") == "vae":
-        init["vae_ckpt"] = _vae_checkpoint({"resolution": init.get("resolution", 32), "channels": init.get("channels", 1)},
-                                           init["noise"]["dim"], args.small, folder)  # fmt: skip
+        shape = {"resolution": init.get("resolution", 32), "channels": init.get("channels", 1)}
+        init["vae_ckpt"] = _vae_checkpoint(shape, init["noise"]["dim"], args.small, folder)
     run = os.path.join(folder, "fit_logs")  # not "runs": the tests' guard of ./runs sees rmtree's relative opens
     trainer = config.setdefault("trainer", {})
     callbacks = trainer.get("callbacks") or []
@@ -267,9 +271,9 @@ def run_config(name: str, precision: str, args, folder: str, data_folder: str, d
     cli = main(["fit", "-c", paths["fit"]])
     timer = next(c for c in cli.trainer.callbacks if type(c).__name__ == "StepRate")  # __main__ or imported
     row["fit_s"] = time.perf_counter() - start
-    timed = timer.seconds[args.warmup:] or timer.seconds
-    steps_made = timer.steps[-1] - (timer.steps[args.warmup - 1] if args.warmup and len(timer.steps) > args.warmup
-                                     else 0)  # fmt: skip
+    warmup = args.warmup if len(timer.seconds) > args.warmup else 0  # too short a fit: time all of it
+    timed = timer.seconds[warmup:]
+    steps_made = timer.steps[-1] - (timer.steps[warmup - 1] if warmup else 0)
     row["iterations"] = len(timer.seconds)
     row["it_s"] = len(timed) / sum(timed)
     row["opt_steps_s"] = steps_made / sum(timed)
@@ -329,8 +333,8 @@ def markdown(result: dict) -> str:
 
     for r in result["rows"]:
         if "error" in r or "skipped" in r:
-            lines.append(f"| {r['config']} | {r.get('precision', '-')} | | {r.get('skipped') or 'failed: ' + r['error'][:100]}"
-                         " | | | | | |")  # fmt: skip
+            what = r.get("skipped") or "failed: " + r["error"][:100]
+            lines.append(f"| {r['config']} | {r.get('precision', '-')} | | {what} | | | | | |")
             continue
         test = f"{len(r['test_metrics'])} metrics" if r.get("test_metrics") is not None else "-"
         lines.append(f"| {r['config']} | {r['precision']} | {r['batch']} | {f(r['it_s'])} | {f(r['img_s'], 1)} | "

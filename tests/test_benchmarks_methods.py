@@ -37,7 +37,8 @@ def test_methods_json_rows_and_ratios_against_the_same_run(dcgan_run):
     for row in rows:
         assert {"img_s", "img_s_median", "peak_mem_mib", "speedup", "mem_ratio", "finite", "first_losses",
                 "first_loss_rel_diff", "safe", "batch", "steps", "params", "config"} <= set(row)  # fmt: skip
-        assert row["batch"] == 4 and row["steps"] == 2 and row["warmup"] == 1 and row["config"] == "rni/cifar10_dcgan_none.yaml"
+        assert (row["batch"], row["steps"], row["warmup"]) == (4, 2, 1)
+        assert row["config"] == "rni/cifar10_dcgan_none.yaml"
     # Ratios are against the eager float32 row of this very run.
     assert base["speedup"] == 1.0 and base["first_loss_rel_diff"] == 0.0 and base["mem_ratio"] == 1.0
     assert bf16["speedup"] == pytest.approx(bf16["img_s"] / base["img_s"], rel=1e-12)
@@ -130,7 +131,8 @@ def test_paper_configs_finds_every_real_data_config():
 def test_listed_precisions_read_the_config_and_its_comment():
     configs = ROOT / "configs"
     facades = yaml.safe_load((configs / "i2i/facades.yaml").read_text())
-    assert paper_configs.listed_precisions(configs / "i2i/facades.yaml", facades) == ["32-true", "16-mixed", "bf16-mixed"]
+    listed = paper_configs.listed_precisions(configs / "i2i/facades.yaml", facades)
+    assert listed == ["32-true", "16-mixed", "bf16-mixed"]
     rni = yaml.safe_load((configs / "rni/ffhq128_rni.yaml").read_text())
     assert paper_configs.listed_precisions(configs / "rni/ffhq128_rni.yaml", rni) == ["32-true"]
 
