@@ -123,12 +123,39 @@ def worker_ours(cfg: str, mode: str, args) -> dict:
             "batch": batch, "res": res, "times": times, "ops": "ours"}  # fmt: skip
 
 
+def _register_loaded_extensions() -> None:
+    """Make ``torch.utils.cpp_extension.load`` also register the module it loads under its name.
+
+    Their ``torch_utils/custom_ops.py`` calls ``load(...)``, drops the module it returns and then
+    ``importlib.import_module(name)``; recent torch loads the built library from its file without
+    putting it in ``sys.modules``, so that import fails although the build succeeded (seen here on
+    torch 2.14.1 with CUDA 13.0: both plugins compiled and linked, then ``No module named
+    'bias_act_plugin'``).  Registering the loaded module restores what their code expects; their
+    files stay unchanged.
+    """
+    import torch.utils.cpp_extension as cpp
+
+    if getattr(cpp.load, "_registers_module", False):
+        return
+    load = cpp.load
+
+    def registering_load(name, *args, **kwargs):
+        module = load(name, *args, **kwargs)
+        if isinstance(module, types.ModuleType):
+            sys.modules.setdefault(name, module)
+        return module
+
+    registering_load._registers_module = True
+    cpp.load = registering_load
+
+
 def _their_ops(device: str) -> str:
     """Build their CUDA plugins (or not); an op that fails falls back to their reference code, for good."""
     from torch_utils.ops import bias_act, upfirdn2d
 
     if device != "cuda":
         return "reference ops (CPU)"
+    _register_loaded_extensions()
     status = {}
     for name, op in (("bias_act", bias_act), ("upfirdn2d", upfirdn2d)):
         built = bool(op._init())
