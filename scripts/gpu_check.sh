@@ -71,8 +71,12 @@ SUMMARY=$OUT/summary.md
 export PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-/tmp/torch_extensions}
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 if [ -d "$CARRY/whl" ] && ! "$PY" -c "import jsonargparse, docstring_parser, typeshed_client, lmdb, torch_fidelity" 2>/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu_check_site \
-        "$CARRY"/whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/gpu_check_site
+    # Each wheel on its own: one that does not fit this Python (a binary one) skips only itself.
+    for wheel in "$CARRY"/whl/*.whl; do
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target /tmp/gpu_check_site "$wheel" 2>&1 | tail -n 2
+    done
+    export PYTHONPATH=$PYTHONPATH:/tmp/gpu_check_site
 fi
 [ -d "$CARRY/sg2ada/training" ] && export SG2ADA_DIR=${SG2ADA_DIR:-$ROOT/$CARRY/sg2ada}
 
@@ -88,6 +92,14 @@ torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)" 2>&1 | ta
     echo "SG2ADA_DIR=${SG2ADA_DIR:-unset}; nvcc: $(command -v nvcc || echo none); ninja: $(command -v ninja || echo none)"
     echo '```'
 } > "$SUMMARY"
+
+# Preflight: the project must import with the device's packages, else every part would fail on its own.
+if ! preflight=$(timeout 120 "$PY" -c "import train, benchmarks.methods, benchmarks.paper_configs" 2>&1); then
+    printf '\n## Preflight: the project does not import, nothing else ran\n\n```\n%s\n```\n' \
+        "$(echo "$preflight" | tail -n 15)" >> "$SUMMARY"
+    echo "$preflight" | tail -n 15
+    exit 3
+fi
 
 # part NAME BUDGET_S LOG CMD...: run CMD under timeout, log it, record status and seconds in the summary.
 part() {
