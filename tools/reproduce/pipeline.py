@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -113,6 +114,7 @@ class Pipeline:
         self.logs, self.stage_dir = os.path.join(self.out, "logs"), os.path.join(self.out, "stages")
         self.records: dict[str, dict[str, Any]] = {}
         self._current: Optional[tuple[str, _Record]] = None
+        self._forced = False  # the running stage was named by --force: its fits start afresh
         self._started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
     # ------------------------------------------------------------------ paths
@@ -160,6 +162,8 @@ class Pipeline:
         cmd = sweep.train_command("fit", config, overrides, self.path("runs"), tag, "fit")
         finished, last = os.path.join(fit_dir, "FINISHED"), self.checkpoint(tag)
         record.checkpoints.append(os.path.relpath(last, self.out))
+        if self._forced and not self.dry_run and os.path.isdir(fit_dir):
+            shutil.rmtree(fit_dir)  # --force STAGE: retrain, do not reuse the finished fit
         if os.path.isfile(finished):
             record.commands.append(shlex.join(cmd))
             print(f"  # done: {tag}", flush=True)
@@ -212,19 +216,20 @@ class Pipeline:
         if unknown:
             raise UserError(f"--force {' '.join(sorted(unknown))}: no such stage; the stages are {', '.join(names)}")
         for index, stage in enumerate(stages, 1):
-            saved = None if (stage.name in self.force or "all" in self.force) else self._load_record(stage.name)
+            forced = stage.name in self.force or "all" in self.force
+            saved = None if forced else self._load_record(stage.name)
             if saved is not None and saved.get("status") == "done":
                 self.records[stage.name] = saved
                 print(f"[{index}/{len(stages)}] {stage.name}: done ({saved.get('wall_s', 0):.0f} s earlier)", flush=True)
                 continue
             print(f"[{index}/{len(stages)}] {stage.name}: {stage.what}", flush=True)
             record = _Record()
-            self._current = (stage.name, record)
+            self._current, self._forced = (stage.name, record), forced
             start = time.time()
             try:
                 metrics = stage.run(self)
             finally:
-                self._current = None
+                self._current, self._forced = None, False
             result = {"status": "done", "wall_s": round(time.time() - start, 1), "commands": record.commands,
                       "checkpoints": record.checkpoints, "metrics": metrics,
                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
