@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 
 import pytest
@@ -23,7 +24,7 @@ from tools.reproduce.pipeline import Pipeline, Stage, StageFailed
 TINY = {
     **de_gan.SETTINGS["default"],
     "batch_size": 16,
-    "classifier_epochs": 1,
+    "classifier_epochs": 2,  # OneCycleLR needs a few steps
     "classifier_batch_size": 16,
     "classifier_val_fraction": 0.1,
     "min_classifier_accuracy": 0.0,
@@ -42,7 +43,7 @@ def _pipeline(out, data_root, settings=TINY, seeds=(0, 1), **kwargs) -> Pipeline
 @pytest.mark.slow
 def test_de_gan_pipeline_end_to_end_then_skips_everything(tmp_path, capsys):
     data = tmp_path / "data"
-    written = write_mnist(str(data / "mnist"), train_count=96, test_count=20)
+    written = write_mnist(str(data / "mnist"), train_count=160, test_count=20)
     pipeline = _pipeline(tmp_path / "out", data)
     pipeline.run(de_gan.stages(pipeline))
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -171,7 +172,8 @@ def test_manifest_fields_and_force(tmp_path):
     assert manifest["paper"] == "toy" and manifest["seeds"] == [4, 5] and manifest["settings"] == {"k": 1}
     assert manifest["scale"] == "default" and manifest["machine"]["cpus"] >= 1
     for stage in manifest["stages"]:
-        assert stage["commands"] == [f"{sys.executable} -c \"print('hello from {stage['name']}'); raise SystemExit(0)\""]
+        code = f"print('hello from {stage['name']}'); raise SystemExit(0)"
+        assert stage["commands"] == [shlex.join([sys.executable, "-c", code])]
         assert isinstance(stage["wall_s"], float) and stage["checkpoints"] == []
 
     pipeline, stages, log = _toy(tmp_path, force=["b"])
