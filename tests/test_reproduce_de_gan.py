@@ -77,6 +77,7 @@ def test_de_gan_pipeline_end_to_end_then_skips_everything(tmp_path, capsys):
     ]  # fmt: skip
     for r in runs:  # 40 samples, 4 per label: accuracy is a multiple of 1/40, per digit of 1/4
         for e in r["epochs"]:
+            assert e["iterations"] == 9 * e["epoch"]  # 144 training digits in batches of 16 (D + G step each)
             assert abs(e["label_accuracy"] * 40 - round(e["label_accuracy"] * 40)) < 1e-9
             assert math.isclose(sum(e["label_accuracy_per_digit"]) / 10, e["label_accuracy"], abs_tol=1e-9)
 
@@ -121,7 +122,7 @@ def test_dry_run_prints_every_command_and_writes_nothing(tmp_path, capsys):
     pipeline.run(de_gan.stages(pipeline))
     out = capsys.readouterr().out
     assert out.count("train.py fit") == 2 + 2 * 3
-    assert out.count("--trainer.max_epochs 8 ") == 6 and "--model.init_args.g_width 32" in out
+    assert out.count("--trainer.max_epochs 6 ") == 6 and "--model.init_args.g_width 32" in out
     assert not (tmp_path / "out").exists()
 
 
