@@ -18,6 +18,7 @@ import pytest
 
 from core.errors import UserError
 from datamodules.synthetic.mnist import write_mnist
+from evaluation.de_gan_metrics import read_metrics_csv
 from tools.reproduce import de_gan
 from tools.reproduce.pipeline import Pipeline, Stage, StageFailed
 
@@ -76,8 +77,11 @@ def test_de_gan_pipeline_end_to_end_then_skips_everything(tmp_path, capsys):
         ("de_gan", 0, [1, 2]), ("dcgan", 0, [1, 2]), ("de_gan", 1, [1, 2]), ("dcgan", 1, [1, 2])
     ]  # fmt: skip
     for r in runs:  # 40 samples, 4 per label: accuracy is a multiple of 1/40, per digit of 1/4
-        for e in r["epochs"]:
-            assert e["iterations"] == 9 * e["epoch"]  # 144 training digits in batches of 16 (D + G step each)
+        csv_rows = read_metrics_csv(pipeline.fit_dir(f"{r['model']}/seed{r['seed']}"))
+        for e, row in zip(r["epochs"], csv_rows, strict=True):
+            # one iteration = a D step and a G step: half of Lightning's optimiser steps
+            assert e["iterations"] * 2 == row["global_step"] == e["epoch"] * 2 * r["epochs"][0]["iterations"] > 0
+            assert e["label_accuracy"] == row["de_gan/label_accuracy"]
             assert abs(e["label_accuracy"] * 40 - round(e["label_accuracy"] * 40)) < 1e-9
             assert math.isclose(sum(e["label_accuracy_per_digit"]) / 10, e["label_accuracy"], abs_tol=1e-9)
 

@@ -4,7 +4,8 @@ A paper's experiment is a list of :class:`Stage` s (a feature classifier, a VAE,
 their evaluation, the tables and figures).  :meth:`Pipeline.run` runs them in order:
 
 * a stage that finished (its record ``<out>/stages/<name>.json`` exists) is skipped, and its
-  record is reused; ``--force STAGE`` (or ``--force all``) runs it again;
+  record is reused; ``--force STAGE`` (or ``--force all``) runs it again, its fits retrained
+  from scratch;
 * inside a stage, every ``train.py fit`` goes through :meth:`Pipeline.fit`, which skips a
   finished fit and resumes an interrupted one from its ``last.ckpt``
   (:func:`tools.sweep.run_fit`), so a killed pipeline loses at most the steps since the last
