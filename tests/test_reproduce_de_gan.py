@@ -108,6 +108,7 @@ def test_de_gan_pipeline_end_to_end_then_skips_everything(tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["stages"] == manifest["stages"]
 
 
+@pytest.mark.slow  # one real classifier fit: about 9 s
 def test_classifier_below_the_threshold_stops_with_the_stage_and_its_log(tmp_path):
     data = tmp_path / "data"
     write_mnist(str(data / "mnist"), train_count=40, test_count=10)
