@@ -40,6 +40,7 @@ COMMANDS = {
         "tools.nvlabs_convert",
         "an NVlabs StyleGAN2-ADA network pickle or state dict as an RNIStyleGAN2 checkpoint (runs none of its code)",
     ),
+    "reproduce": ("tools.reproduce", "a paper's headline experiment on real data: every stage, resumable, a manifest"),
     "synthetic-data": ("tools.synthetic_data", "write a small synthetic dataset in a real dataset's on-disk format"),
 }
 

@@ -1,0 +1,65 @@
+"""``python -m tools reproduce <paper> --data-root ../shared/data``: a paper's headline experiment on real data.
+
+Every stage in order (feature classifier, VAE, models, evaluation, tables and figures),
+skipping finished stages and resuming interrupted fits (:mod:`tools.reproduce.pipeline`),
+into ``runs/reproduce/<paper>/``: ``manifest.json`` (commands, seeds, checkpoints, metrics,
+versions, wall time per stage), ``logs/<stage>.log``, and the tables (Markdown, CSV) and
+figures (PNG) the results page ``docs/results/<paper>.md`` shows.
+
+``--scale default`` fits 2 CPU cores in about 30 minutes; ``--scale paper`` runs the
+paper's own settings (a GPU cluster).  A failing stage stops the pipeline with one line
+naming the stage and its log; run the same command again to go on from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+
+from core.errors import UserError
+from tools.reproduce.pipeline import Pipeline
+
+__all__ = ["PAPERS", "add_command", "run"]
+
+#: paper -> module defining ``SETTINGS`` ({scale: settings}), ``SEEDS`` and ``stages(pipeline)``.
+PAPERS = {
+    "de_gan": "tools.reproduce.de_gan",
+}
+
+
+def add_command(subparsers, name: str, help: str) -> None:
+    p = subparsers.add_parser(name, help=help, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(run=run)
+    p.add_argument("paper", choices=sorted(PAPERS), help="which paper's experiment")
+    p.add_argument("--data-root", required=True, help="folder holding mnist/ and cifar10/ (torchvision layouts)")
+    p.add_argument("--scale", choices=["default", "paper"], default="default",
+                   help="default: 2 CPU cores, about 30 min; paper: the paper's settings (GPUs)")  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds of every compared model (default: the paper's list)")
+    p.add_argument("--out", help="output folder (default runs/reproduce/<paper>)")
+    p.add_argument("--force", nargs="+", default=[], metavar="STAGE", help="run these stages again ('all': every one)")
+    p.add_argument("--dry-run", action="store_true", help="print the stages' commands; run and write nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    module = importlib.import_module(PAPERS[args.paper])
+    if not os.path.isdir(args.data_root):
+        raise UserError(f"--data-root {args.data_root}: no such folder (it should hold mnist/ and cifar10/)")
+    settings = module.SETTINGS[args.scale]
+    seeds = args.seeds or module.SEEDS[args.scale]
+    if len(seeds) < 1:
+        raise UserError("--seeds: give at least one seed")
+    pipeline = Pipeline(
+        args.paper,
+        args.out or os.path.join("runs", "reproduce", args.paper),
+        args.data_root,
+        args.scale,
+        seeds,
+        force=args.force,
+        dry_run=args.dry_run,
+        settings=settings,
+    )
+    pipeline.run(module.stages(pipeline))
+    if not args.dry_run:
+        print(f"manifest: {pipeline.path('manifest.json')}")
+    return 0
