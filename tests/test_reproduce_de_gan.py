@@ -217,3 +217,34 @@ def test_fit_is_skipped_when_finished_resumed_when_interrupted_and_redone_when_f
     (tmp_path / "out" / "stages" / "fit.json").unlink()  # the stage again, its fit finished: skipped
     Pipeline("toy", str(tmp_path / "out"), str(tmp_path), "default", [0]).run([stage])
     assert len(commands) == 2
+
+
+def test_a_fit_made_with_other_settings_is_neither_reused_nor_resumed(tmp_path, monkeypatch):
+    """Changing a stage's settings (say 8 -> 6 epochs) stops with --force advice instead of mixing runs."""
+    commands = []
+
+    def fake_command(self, cmd):
+        commands.append(list(cmd))
+        os.makedirs(os.path.dirname(self.checkpoint("m")), exist_ok=True)
+        with open(self.checkpoint("m"), "w") as handle:
+            handle.write("ckpt")
+
+    monkeypatch.setattr(Pipeline, "command", fake_command)
+
+    def stage(epochs):
+        overrides = [f"--trainer.max_epochs={epochs}"]
+        return Stage("fit", "one fit", lambda p: {"ckpt": p.fit("m", "configs/x.yaml", overrides)})
+
+    out = str(tmp_path / "out")
+    Pipeline("toy", out, str(tmp_path), "default", [0]).run([stage(8)])
+    (tmp_path / "out" / "stages" / "fit.json").unlink()
+    Pipeline("toy", out, str(tmp_path), "default", [0]).run([stage(8)])  # same settings: the finished fit is reused
+    assert len(commands) == 1
+    (tmp_path / "out" / "stages" / "fit.json").unlink()
+    with pytest.raises(UserError, match=r"stage 'fit': the fit m .* other settings .*--force fit"):
+        Pipeline("toy", out, str(tmp_path), "default", [0]).run([stage(6)])
+    os.remove(os.path.join(out, "runs", "m", "fit", "FINISHED"))  # interrupted instead: not resumed either
+    with pytest.raises(UserError, match="other settings"):
+        Pipeline("toy", out, str(tmp_path), "default", [0]).run([stage(6)])
+    Pipeline("toy", out, str(tmp_path), "default", [0], force=["fit"]).run([stage(6)])
+    assert len(commands) == 2 and "--trainer.max_epochs=6" in commands[-1] and "--ckpt_path" not in commands[-1]

@@ -7,7 +7,8 @@ their evaluation, the tables and figures).  :meth:`Pipeline.run` runs them in or
   record is reused; ``--force STAGE`` (or ``--force all``) runs it again, its fits retrained
   from scratch;
 * inside a stage, every ``train.py fit`` goes through :meth:`Pipeline.fit`, which skips a
-  finished fit and resumes an interrupted one from its ``last.ckpt``
+  finished fit and resumes an interrupted one from its ``last.ckpt`` -- only when it was
+  started with the same settings (its ``SETTINGS`` file), else it stops and asks for ``--force``
   (:func:`tools.sweep.run_fit`), so a killed pipeline loses at most the steps since the last
   checkpoint;
 * the output of every command a stage runs goes to ``<out>/logs/<stage>.log``; a command
@@ -165,10 +166,23 @@ class Pipeline:
         record.checkpoints.append(os.path.relpath(last, self.out))
         if self._forced and not self.dry_run and os.path.isdir(fit_dir):
             shutil.rmtree(fit_dir)  # --force STAGE: retrain, do not reuse the finished fit
+        settings, settings_file = shlex.join(cmd[2:]), os.path.join(fit_dir, "SETTINGS")
+        if os.path.isfile(settings_file) and (os.path.isfile(finished) or os.path.isfile(last)):
+            with open(settings_file) as handle:
+                before = handle.read().strip()
+            if before != settings:  # reusing (or resuming) it would mix two experiments
+                raise UserError(
+                    f"stage {name!r}: the fit {tag} in {fit_dir} was made with other settings than this run's "
+                    f"({before!r}, now {settings!r}); rerun with --force {name} to retrain it"
+                )
         if os.path.isfile(finished):
             record.commands.append(shlex.join(cmd))
             print(f"  # done: {tag}", flush=True)
             return last
+        if not self.dry_run:
+            os.makedirs(fit_dir, exist_ok=True)
+            with open(settings_file, "w") as handle:
+                handle.write(settings + "\n")
         if os.path.isfile(last):
             cmd = cmd + ["--ckpt_path", last]  # resume the interrupted fit
         self.command(cmd)
