@@ -20,8 +20,9 @@ by a classifier trained on the same digits.  Stages (:mod:`tools.reproduce.pipel
    (Table V), rdd per digit (Table VI) and accuracy per digit (Table VII), as CSV and
    Markdown under ``tables/``.
 
-``SETTINGS["default"]`` fits 2 CPU cores in about 30 minutes (fewer epochs and half the
-widths of Table II; see docs/results/de_gan.md); ``SETTINGS["paper"]`` is Sec. IV-A's
+``SETTINGS["default"]`` is sized for 2 CPU cores (fewer epochs and half the widths of
+Table II): it took 47.9 minutes on two cores shared with other jobs, above the 30 the
+issue asks for (docs/results/de_gan.md); ``SETTINGS["paper"]`` is Sec. IV-A's
 setting (25 epochs, Table II's widths, 28x28) for full MNIST on a GPU.  Both use the
 paper's 28x28 digits (``pad 0``), in the classifier, the VAE and the GANs alike.
 """
