@@ -366,6 +366,8 @@ class AdversarialModule(AdversarialLoop):
     """Base class of the noise-to-image GANs (see the module docstring)."""
 
     generator_ema: EMA
+    #: classes of a conditional model (its ``__init__`` sets it); 0: unconditional.
+    num_classes: int = 0
 
     def _init_adversarial(
         self,
@@ -470,6 +472,28 @@ class AdversarialModule(AdversarialLoop):
     ) -> torch.Tensor:
         """``net`` (G or its EMA copy) on generator input ``z``; conditional methods feed ``labels`` too."""
         return net(z, noise_mode=noise_mode) if noise_mode is not None and self.injects_noise else net(z)
+
+    # ------------------------------------------------------------------ labels (conditional models)
+    def default_labels(self, batch_size: int) -> Optional[torch.Tensor]:
+        """Labels ``i mod num_classes`` of sample i (conditional models), else None."""
+        if not self.num_classes:
+            return None
+        return torch.arange(batch_size, device=self.device) % self.num_classes
+
+    def _check_labels(self, labels: Optional[torch.Tensor], batch_size: int) -> Optional[torch.Tensor]:
+        """The labels a conditional network takes (``labels``, else the defaults); None when unconditional."""
+        if not self.num_classes:
+            return None
+        if labels is None:
+            return self.default_labels(batch_size)
+        labels = labels.to(self.device).long()
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(
+                f"model.init_args.num_classes is {self.num_classes}, but the data gives labels in "
+                f"[{int(labels.min())}, {int(labels.max())}] (-1: a dataset without labels); "
+                "set num_classes: 0 for the unconditional model or match the data's classes"
+            )
+        return labels
 
     @torch.no_grad()
     def generate(

@@ -254,26 +254,6 @@ class NoiseDimGAN(AdversarialModule):
         return params
 
     # ------------------------------------------------------------------ conditioning
-    def default_labels(self, batch_size: int) -> Optional[torch.Tensor]:
-        """Labels ``i mod num_classes`` of sample i (conditional models), else None."""
-        if not self.num_classes:
-            return None
-        return torch.arange(batch_size, device=self.device) % self.num_classes
-
-    def _check_labels(self, labels: Optional[torch.Tensor], batch_size: int) -> Optional[torch.Tensor]:
-        if not self.num_classes:
-            return None
-        if labels is None:
-            return self.default_labels(batch_size)
-        labels = labels.to(self.device).long()
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(
-                f"model.init_args.num_classes is {self.num_classes}, but the data gives labels in "
-                f"[{int(labels.min())}, {int(labels.max())}] (-1: a dataset without labels); "
-                "set num_classes: 0 for unconditional training or match the data's classes"
-            )
-        return labels
-
     def run_generator(
         self, net: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor], noise_mode: Optional[str]
     ) -> torch.Tensor:
