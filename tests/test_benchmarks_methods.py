@@ -123,7 +123,9 @@ def test_loaded_extensions_are_importable_by_name(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("SG2ADA_DIR"), reason="needs an NVlabs checkout in SG2ADA_DIR")
+@pytest.mark.skipif(
+    not os.environ.get("SG2ADA_DIR"), reason="needs an NVlabs checkout in SG2ADA_DIR (an opt-in reference check)"
+)
 def test_nvlabs_side_by_side_on_cpu_has_equal_parameter_counts():
     (row,) = sg2_vs_nvlabs.main(["--device", "cpu", "--small", "--configs", "a", "--modes", "fp32", "--rounds", "1",
                                  "--warmup", "0", "--iters", "1", "--threads", "1"])  # fmt: skip
