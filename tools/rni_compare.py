@@ -39,7 +39,15 @@ import yaml
 
 from callbacks.generative_metrics import split_distance_tag
 from core.errors import UserError
-from tools.sweep import ROOT, check_config, command_parser, markdown_table, sweep_name, write_rows
+from tools.sweep import (
+    ROOT,
+    check_config,
+    command_parser,
+    markdown_table,
+    sweep_name,
+    tensorboard_scalars,
+    write_rows,
+)
 
 #: The tags collected from a run; PPL is logged as ``metrics/ppl[<distance>]`` and kept with its distance.
 METRICS = ("metrics/fid", "metrics/kid_mean", "metrics/ppl", "metrics/mc", "metrics/ttmc")
@@ -102,11 +110,7 @@ def read_test_metrics(path: str) -> dict[str, float]:
             raise UserError(f"{path}: expected a JSON object {{tag: value}}")
         values = {tag: float(v) for tag, v in values.items() if isinstance(v, (int, float))}
     elif os.path.isdir(path):
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-        events = EventAccumulator(path, size_guidance={"scalars": 0})
-        events.Reload()
-        values = {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+        values = {tag: points[-1][1] for tag, points in tensorboard_scalars(path).items()}
     else:
         raise UserError(f"{path}: no such run folder or metrics file")
     out = {}

@@ -51,6 +51,7 @@ __all__ = [
     "run_fit",
     "run_test",
     "select_points",
+    "tensorboard_scalars",
     "train_command",
     "write_rows",
     "write_seed_table",
@@ -327,3 +328,12 @@ def write_rows(
         with open(paths["md"], "w") as handle:
             handle.write(markdown_table(rows, columns) + "\n")
     return paths
+
+
+def tensorboard_scalars(folder: str) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar logged in ``folder``'s TensorBoard event files: ``{tag: [(step, value), ...]}``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(folder, size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, float(e.value)) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}

@@ -192,16 +192,12 @@ def point_entropy(fit_dir: str, spec: NoiseSpec) -> tuple[float, str]:
 
 def read_test_metrics(test_dir: str) -> dict[str, Any]:
     """The last logged ``metrics/*`` of the test run (TensorBoard events)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(test_dir, size_guidance={"scalars": 0})
-    events.Reload()
-    tags = set(events.Tags()["scalars"])
-    if "metrics/fid" not in tags:
+    scalars = sweep.tensorboard_scalars(test_dir)
+    if "metrics/fid" not in scalars:
         raise RuntimeError(
             f"{test_dir}: the test logged no metrics/fid; the config needs a callbacks.GenerativeMetrics"
         )
-    return {tag.split("/", 1)[1]: events.Scalars(tag)[-1].value for tag in METRICS if tag in tags}
+    return {tag.split("/", 1)[1]: scalars[tag][-1][1] for tag in METRICS if tag in scalars}
 
 
 def run_point(config: str, point: Point, spec: NoiseSpec, save_dir: str, name: str, extra: Sequence[str],

@@ -36,7 +36,8 @@ from typing import Any, Sequence
 
 from core.errors import UserError
 from tools import sweep
-from tools.reproduce.pipeline import Pipeline, Stage, StageFailed, tensorboard_scalars
+from tools.reproduce.pipeline import Pipeline, Stage, StageFailed
+from tools.sweep import tensorboard_scalars
 
 __all__ = ["MODELS", "SEEDS", "SETTINGS", "classifier_test_accuracy", "stages", "summarise"]
 

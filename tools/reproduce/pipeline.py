@@ -37,7 +37,7 @@ from core.errors import UserError
 from core.io import atomic_write_bytes
 from tools import sweep
 
-__all__ = ["Pipeline", "Stage", "StageFailed", "project_versions", "tensorboard_scalars"]
+__all__ = ["Pipeline", "Stage", "StageFailed", "project_versions"]
 
 
 @dataclass
@@ -75,15 +75,6 @@ def project_versions() -> dict[str, str]:
     except (OSError, subprocess.CalledProcessError):
         versions["project"] = "unknown (not a git checkout)"
     return versions
-
-
-def tensorboard_scalars(folder: str) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar logged in ``folder``'s TensorBoard event files: ``{tag: [(step, value), ...]}``."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(folder, size_guidance={"scalars": 0})
-    events.Reload()
-    return {tag: [(e.step, float(e.value)) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
 class Pipeline:
