@@ -38,6 +38,9 @@ def add_command(subparsers, name: str, help: str) -> None:
     p.add_argument("--seeds", type=int, nargs="+", help="seeds of every compared model (default: the paper's list)")
     p.add_argument("--out", help="output folder (default runs/reproduce/<paper>)")
     p.add_argument("--force", nargs="+", default=[], metavar="STAGE", help="run these stages again ('all': every one)")
+    p.add_argument("--jobs", type=int,
+                   help="fits run at once, each with OMP_NUM_THREADS = cores / jobs (default: 2 at the default "
+                        "scale, for 2 cores; 1 at the paper scale, for one GPU)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the stages' commands; run and write nothing")
 
 
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         dry_run=args.dry_run,
         settings=settings,
+        jobs=args.jobs or (min(2, os.cpu_count() or 1) if args.scale == "default" else 1),
     )
     pipeline.run(module.stages(pipeline))
     if not args.dry_run:

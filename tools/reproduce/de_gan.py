@@ -29,14 +29,14 @@ paper's 28x28 digits (``pad 0``), in the classifier, the VAE and the GANs alike.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from typing import Any, Sequence
 
 from core.errors import UserError
 from tools import sweep
-from tools.reproduce.pipeline import Pipeline, Stage, StageFailed
+from tools.reproduce.common import classifier_stage, classifier_test_accuracy, fmt, markdown, mnist_overrides, write_csv
+from tools.reproduce.pipeline import Pipeline, Stage
 from tools.sweep import tensorboard_scalars
 
 __all__ = ["MODELS", "SEEDS", "SETTINGS", "classifier_test_accuracy", "stages", "summarise"]
@@ -85,58 +85,11 @@ _CLASSES = 10
 
 
 def _data_overrides(pipeline: Pipeline, batch_size: int) -> list[str]:
-    """The data and trainer arguments every fit shares."""
-    s = pipeline.settings
-    return [
-        "--data.init_args.root", os.path.join(pipeline.data_root, "mnist"),
-        "--data.init_args.resolution", str(s["resolution"]),
-        "--data.init_args.pad", str((s["resolution"] - 28) // 2),
-        "--data.init_args.num_workers", str(s["num_workers"]),
-        "--trainer.enable_progress_bar", "false",
-        "--data.init_args.batch_size", str(batch_size),
-    ]  # fmt: skip
-
-
-def classifier_test_accuracy(checkpoint: str, root: str, resolution: int) -> tuple[float, int]:
-    """(accuracy, number of images) of the Classifier ``checkpoint`` on MNIST's test split under ``root``."""
-    import torch
-
-    from datamodules import MNISTDataModule
-    from lightning_modules.classifier import Classifier
-
-    model = Classifier.load_from_checkpoint(checkpoint, map_location="cpu").eval()
-    data = MNISTDataModule(root=root, resolution=resolution, pad=(resolution - 28) // 2, channels=1, batch_size=500)
-    data.setup("test")
-    correct = total = 0
-    with torch.no_grad():
-        for images, labels in data.test_dataloader():
-            correct += int((model.predict_proba(images).argmax(1) == labels).sum())
-            total += int(labels.numel())
-    if total == 0:
-        raise UserError(f"{root}: the MNIST test split is empty")
-    return correct / total, total
+    return mnist_overrides(pipeline, batch_size)
 
 
 def _classifier(pipeline: Pipeline) -> dict[str, Any]:
-    s = pipeline.settings
-    overrides = _data_overrides(pipeline, s["classifier_batch_size"]) + [
-        "--model.init_args.resolution", str(s["resolution"]),
-        "--data.init_args.val_fraction", str(s["classifier_val_fraction"]),
-        "--trainer.max_epochs", str(s["classifier_epochs"]),
-    ]  # fmt: skip
-    checkpoint = pipeline.fit("classifier", "configs/classifier/mnist.yaml", overrides)
-    if pipeline.dry_run:
-        return {}
-    accuracy, count = classifier_test_accuracy(checkpoint, os.path.join(pipeline.data_root, "mnist"), s["resolution"])
-    with open(pipeline.log_path("classifier"), "a") as log:
-        log.write(f"\ntest accuracy of {checkpoint} on {count} test digits: {accuracy:.4f}\n")
-    if accuracy < s["min_classifier_accuracy"]:
-        raise StageFailed(
-            f"stage 'classifier' failed: the judge reaches {accuracy:.4f} test accuracy, below the "
-            f"{s['min_classifier_accuracy']} it must reach; train it longer (--force classifier after raising "
-            f"classifier_epochs); its log: {pipeline.log_path('classifier')}"
-        )
-    return {"test_accuracy": accuracy, "test_images": count, "checkpoint": os.path.relpath(checkpoint, pipeline.out)}
+    return classifier_stage(pipeline, "classifier")
 
 
 def _vae(pipeline: Pipeline) -> dict[str, Any]:
@@ -156,7 +109,7 @@ def _models(pipeline: Pipeline) -> dict[str, Any]:
     from evaluation.de_gan_metrics import read_metrics_csv
 
     s = pipeline.settings
-    runs = []
+    fits = []
     for seed in pipeline.seeds:
         for tag, (config, _) in MODELS.items():
             overrides = _data_overrides(pipeline, s["batch_size"]) + sweep.seed_override(seed) + [
@@ -168,11 +121,14 @@ def _models(pipeline: Pipeline) -> dict[str, Any]:
                 "--trainer.callbacks.init_args.classifier_ckpt", pipeline.checkpoint("classifier"),
                 "--trainer.callbacks.init_args.num_samples", str(s["eval_samples"]),
             ]  # fmt: skip
-            run = f"{tag}/seed{seed}"
-            pipeline.fit(run, config, overrides)
-            if pipeline.dry_run:
-                continue
-            rows = read_metrics_csv(pipeline.fit_dir(run))
+            fits.append((f"{tag}/seed{seed}", config, overrides))
+    pipeline.fit_many(fits)  # the seeds and both models: --jobs at a time
+    if pipeline.dry_run:
+        return {}
+    runs = []
+    for seed in pipeline.seeds:
+        for tag in MODELS:
+            rows = read_metrics_csv(pipeline.fit_dir(f"{tag}/seed{seed}"))
             runs.append({"model": tag, "seed": seed, "epochs": [_epoch_row(row) for row in rows]})
     return {"runs": runs}
 
@@ -220,11 +176,6 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _fmt(stat: dict[str, float], digits: int = 3) -> str:
-    mean, std = stat["mean"], stat["std"]
-    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def _figure(summary: dict[str, Any], path: str, judge: float) -> None:
     import matplotlib
 
@@ -251,18 +202,6 @@ def _figure(summary: dict[str, Any], path: str, judge: float) -> None:
     plt.close(fig)
 
 
-def _write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
-
-
 def _tables(pipeline: Pipeline) -> dict[str, Any]:
     if pipeline.dry_run:
         return {}
@@ -279,26 +218,26 @@ def _tables(pipeline: Pipeline) -> dict[str, Any]:
     curve_rows = []
     for i, point in enumerate(summary[tags[0]]["curve"]):
         row: list[Any] = [point["epoch"], point["iterations"]]
-        row += [_fmt(summary[t]["curve"][i]) for t in tags if i < len(summary[t]["curve"])]
+        row += [fmt(summary[t]["curve"][i]) for t in tags if i < len(summary[t]["curve"])]
         curve_rows.append(row)
-    _write_csv(os.path.join(folder, "fig6_accuracy.csv"),
+    write_csv(os.path.join(folder, "fig6_accuracy.csv"),
                ["epoch", "iterations"] + [f"{t}_{k}" for t in tags for k in ("mean", "std")],
                [[p["epoch"], p["iterations"]] + [summary[t]["curve"][i][k] for t in tags for k in ("mean", "std")]
                 for i, p in enumerate(summary[tags[0]]["curve"])])  # fmt: skip
-    final_rows = [[MODELS[t][1], summary[t]["final_epoch"], _fmt(summary[t]["final_accuracy"]),
+    final_rows = [[MODELS[t][1], summary[t]["final_epoch"], fmt(summary[t]["final_accuracy"]),
                    " ".join(f"{v:.3f}" for v in summary[t]["final_accuracy"]["per_seed"]),
-                   _fmt(summary[t]["final_rdd_mean"])] for t in tags]  # fmt: skip
-    _write_csv(os.path.join(folder, "table5_final_accuracy.csv"),
+                   fmt(summary[t]["final_rdd_mean"])] for t in tags]  # fmt: skip
+    write_csv(os.path.join(folder, "table5_final_accuracy.csv"),
                ["model", "epoch", "accuracy_mean", "accuracy_std", "rdd_mean_mean", "rdd_mean_std"],
                [[MODELS[t][1], summary[t]["final_epoch"], summary[t]["final_accuracy"]["mean"],
                  summary[t]["final_accuracy"]["std"], summary[t]["final_rdd_mean"]["mean"],
                  summary[t]["final_rdd_mean"]["std"]] for t in tags])  # fmt: skip
-    rdd_rows = [[c] + [_fmt(summary[t]["rdd_per_digit"][c]) for t in tags] for c in range(_CLASSES)]
-    _write_csv(os.path.join(folder, "table6_rdd.csv"), ["digit"] + [f"{t}_{k}" for t in tags for k in ("mean", "std")],
+    rdd_rows = [[c] + [fmt(summary[t]["rdd_per_digit"][c]) for t in tags] for c in range(_CLASSES)]
+    write_csv(os.path.join(folder, "table6_rdd.csv"), ["digit"] + [f"{t}_{k}" for t in tags for k in ("mean", "std")],
                [[c] + [summary[t]["rdd_per_digit"][c][k] for t in tags for k in ("mean", "std")]
                 for c in range(_CLASSES)])  # fmt: skip
-    acc_rows = [[c] + [_fmt(summary[t]["accuracy_per_digit"][c]) for t in tags] for c in range(_CLASSES)]
-    _write_csv(os.path.join(folder, "table7_accuracy_per_digit.csv"),
+    acc_rows = [[c] + [fmt(summary[t]["accuracy_per_digit"][c]) for t in tags] for c in range(_CLASSES)]
+    write_csv(os.path.join(folder, "table7_accuracy_per_digit.csv"),
                ["digit"] + [f"{t}_{k}" for t in tags for k in ("mean", "std")],
                [[c] + [summary[t]["accuracy_per_digit"][c][k] for t in tags for k in ("mean", "std")]
                 for c in range(_CLASSES)])  # fmt: skip
@@ -312,19 +251,19 @@ def _tables(pipeline: Pipeline) -> dict[str, Any]:
         "",
         "### Fig. 6: label accuracy after every epoch",
         "",
-        _markdown(["epoch", "iterations"] + names, curve_rows),
+        markdown(["epoch", "iterations"] + names, curve_rows),
         "",
         "### Table V: final label accuracy",
         "",
-        _markdown(["model", "epoch", "accuracy", "per seed", "mean rdd"], final_rows),
+        markdown(["model", "epoch", "accuracy", "per seed", "mean rdd"], final_rows),
         "",
         "### Table VI: rdd per digit (final epoch)",
         "",
-        _markdown(["digit"] + names, rdd_rows),
+        markdown(["digit"] + names, rdd_rows),
         "",
         "### Table VII: label accuracy per digit (final epoch)",
         "",
-        _markdown(["digit"] + names, acc_rows),
+        markdown(["digit"] + names, acc_rows),
         "",
     ]
     with open(os.path.join(folder, "tables.md"), "w") as handle:

@@ -10,7 +10,8 @@ their evaluation, the tables and figures).  :meth:`Pipeline.run` runs them in or
   finished fit and resumes an interrupted one from its ``last.ckpt`` -- only when it was
   started with the same settings (its ``SETTINGS`` file), else it stops and asks for ``--force``
   (:func:`tools.sweep.run_fit`), so a killed pipeline loses at most the steps since the last
-  checkpoint;
+  checkpoint; :meth:`Pipeline.fit_many` runs a stage's independent fits (the seeds, the
+  compared models) ``--jobs`` at a time, each command with ``OMP_NUM_THREADS`` = cores / jobs;
 * the output of every command a stage runs goes to ``<out>/logs/<stage>.log``; a command
   that fails stops the pipeline with one line naming the stage and that log
   (:class:`StageFailed`); the finished stages' records stay;
@@ -89,6 +90,8 @@ class Pipeline:
         force: stage names to run again even if finished (``all``: every stage).
         dry_run: print the commands, run nothing, write nothing.
         settings: the scale's settings, recorded in the manifest.
+        jobs: how many fits :meth:`fit_many` runs at once; each command gets
+            ``OMP_NUM_THREADS`` = CPU cores / jobs unless the environment sets it.
     """
 
     def __init__(
@@ -101,9 +104,13 @@ class Pipeline:
         force: Sequence[str] = (),
         dry_run: bool = False,
         settings: Optional[dict[str, Any]] = None,
+        jobs: int = 1,
     ) -> None:
+        if jobs < 1:
+            raise UserError(f"--jobs {jobs}: give at least 1")
         self.paper, self.out, self.data_root, self.scale = paper, os.path.abspath(out_dir), data_root, scale
         self.seeds, self.force, self.dry_run, self.settings = list(seeds), set(force), dry_run, settings or {}
+        self.jobs = jobs
         self.logs, self.stage_dir = os.path.join(self.out, "logs"), os.path.join(self.out, "stages")
         self.records: dict[str, dict[str, Any]] = {}
         self._current: Optional[tuple[str, _Record]] = None
@@ -143,13 +150,20 @@ class Pipeline:
         with open(self.log_path(name), "a") as log:
             log.write(f"\n$ {shlex.join(cmd)}\n")
             log.flush()
-            code = subprocess.run(list(cmd), stdout=log, stderr=subprocess.STDOUT, cwd=sweep.ROOT).returncode
+            code = subprocess.run(list(cmd), stdout=log, stderr=subprocess.STDOUT, cwd=sweep.ROOT,
+                                  env=self._child_env()).returncode
         if code != 0:
             raise StageFailed(f"stage {name!r} failed (exit {code}); its log: {self.log_path(name)}")
 
-    def fit(self, tag: str, config: str, overrides: Sequence[str] = ()) -> str:
-        """``train.py fit -c config overrides`` into :meth:`fit_dir`; skipped when finished, resumed when
-        interrupted.  Returns the path of its last checkpoint."""
+    def _child_env(self) -> dict[str, str]:
+        """The environment of the commands: ``OMP_NUM_THREADS`` = cores / jobs unless the caller set it."""
+        env = dict(os.environ)
+        if "OMP_NUM_THREADS" not in env:
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.jobs))
+        return env
+
+    def _prepare_fit(self, tag: str, config: str, overrides: Sequence[str]) -> tuple[Optional[list[str]], str]:
+        """The command of the fit ``tag`` (None when finished) and its last checkpoint; refuses mixed settings."""
         name, record = self._stage()
         fit_dir = self.fit_dir(tag)
         cmd = sweep.train_command("fit", config, overrides, self.path("runs"), tag, "fit")
@@ -169,18 +183,74 @@ class Pipeline:
         if os.path.isfile(finished):
             record.commands.append(shlex.join(cmd))
             print(f"  # done: {tag}", flush=True)
-            return last
+            return None, last
         if not self.dry_run:
             os.makedirs(fit_dir, exist_ok=True)
             with open(settings_file, "w") as handle:
                 handle.write(settings + "\n")
         if os.path.isfile(last):
             cmd = cmd + ["--ckpt_path", last]  # resume the interrupted fit
-        self.command(cmd)
+        return cmd, last
+
+    def _mark_finished(self, tag: str, cmd: Sequence[str]) -> None:
         if not self.dry_run:
-            with open(finished, "w") as handle:
+            with open(os.path.join(self.fit_dir(tag), "FINISHED"), "w") as handle:
                 handle.write(shlex.join(cmd) + "\n")
+
+    def fit(self, tag: str, config: str, overrides: Sequence[str] = ()) -> str:
+        """``train.py fit -c config overrides`` into :meth:`fit_dir`; skipped when finished, resumed when
+        interrupted.  Returns the path of its last checkpoint."""
+        cmd, last = self._prepare_fit(tag, config, overrides)
+        if cmd is not None:
+            self.command(cmd)
+            self._mark_finished(tag, cmd)
         return last
+
+    def fit_many(self, fits: Sequence[tuple[str, str, Sequence[str]]]) -> list[str]:
+        """Several independent fits ``(tag, config, overrides)``, up to ``jobs`` at a time.
+
+        Each is skipped, resumed or refused as in :meth:`fit`; each running fit writes its own
+        log, ``logs/<stage>/<tag>.log``.  When one fails, the others still finish (and count as
+        done on the next run), then :class:`StageFailed` names the first failed fit and its log.
+        Returns the fits' last checkpoints, in order.
+        """
+        name, record = self._stage()
+        todo, lasts = [], []
+        for tag, config, overrides in fits:
+            cmd, last = self._prepare_fit(tag, config, overrides)
+            lasts.append(last)
+            if cmd is not None:
+                record.commands.append(shlex.join(cmd))
+                print(f"  $ {shlex.join(cmd)}", flush=True)
+                todo.append((tag, cmd))
+        if self.dry_run or not todo:
+            return lasts
+        env, running, failed = self._child_env(), [], []
+        queue = list(todo)
+        while queue or running:
+            while queue and len(running) < self.jobs:
+                tag, cmd = queue.pop(0)
+                log_path = os.path.join(self.logs, name, tag.replace(os.sep, "_") + ".log")
+                os.makedirs(os.path.dirname(log_path), exist_ok=True)
+                log = open(log_path, "a")
+                log.write(f"\n$ {shlex.join(cmd)}\n")
+                log.flush()
+                proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, cwd=sweep.ROOT, env=env)
+                running.append((proc, log, tag, cmd, log_path))
+            time.sleep(0.2)
+            for item in [r for r in running if r[0].poll() is not None]:
+                proc, log, tag, cmd, log_path = item
+                running.remove(item)
+                log.close()
+                if proc.returncode == 0:
+                    self._mark_finished(tag, cmd)
+                    print(f"  # finished: {tag}", flush=True)
+                else:
+                    failed.append((tag, proc.returncode, log_path))
+        if failed:
+            tag, code, log_path = failed[0]
+            raise StageFailed(f"stage {name!r} failed: the fit {tag} (exit {code}); its log: {log_path}")
+        return lasts
 
     # ------------------------------------------------------------------ running
     def _load_record(self, name: str) -> Optional[dict[str, Any]]:
@@ -208,7 +278,7 @@ class Pipeline:
             "data_root": os.path.abspath(self.data_root),
             "versions": project_versions(),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "torch_threads": int(__import__("torch").get_num_threads())},  # fmt: skip
+                        "omp_num_threads": self._child_env()["OMP_NUM_THREADS"], "jobs": self.jobs},  # fmt: skip
             "started": self._started,
             "stages": [{"name": s.name, "what": s.what, **self.records.get(s.name, {"status": "not run"})}
                        for s in stages],  # fmt: skip
