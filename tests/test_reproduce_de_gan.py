@@ -248,3 +248,61 @@ def test_a_fit_made_with_other_settings_is_neither_reused_nor_resumed(tmp_path, 
         Pipeline("toy", out, str(tmp_path), "default", [0]).run([stage(6)])
     Pipeline("toy", out, str(tmp_path), "default", [0], force=["fit"]).run([stage(6)])
     assert len(commands) == 2 and "--trainer.max_epochs=6" in commands[-1] and "--ckpt_path" not in commands[-1]
+
+
+def _fake_train_command(record_dir):
+    """A ``train_command`` whose "fit" records its start and end times and OMP_NUM_THREADS, then
+    exits with status 5 when its tag has ``fail`` in it and the file ``record_dir/FAIL`` exists."""
+
+    def train_command(subcommand, config, overrides, save_dir, name, version, extra=(), ckpt_path=None):
+        out, flag = os.path.join(record_dir, name.replace("/", "_") + ".txt"), os.path.join(record_dir, "FAIL")
+        code = f"5 if os.path.exists({flag!r}) else 0" if "fail" in name else "0"
+        script = (
+            "import os, sys, time; t0 = time.time(); time.sleep(0.6); "
+            f"open({out!r}, 'w').write(f'{{t0}} {{time.time()}} {{os.environ.get(\"OMP_NUM_THREADS\")}}'); "
+            f"print('fit {name}'); sys.exit({code})"
+        )
+        return [sys.executable, "-c", script, config, *overrides]
+
+    return train_command
+
+
+def test_fit_many_runs_jobs_at_a_time_each_with_its_log_and_finishes_the_others_when_one_fails(tmp_path, monkeypatch):
+    from tools.reproduce import pipeline as pipeline_module
+
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "FAIL").touch()
+    monkeypatch.setattr(pipeline_module.sweep, "train_command", _fake_train_command(str(records)))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    tags = ["a/seed0", "b/seed0", "fail/seed0", "c/seed0"]
+    stage = Stage("models", "four fits", lambda p: {"lasts": p.fit_many([(t, "configs/x.yaml", ["--k", t]) for t in tags])})
+    pipeline = Pipeline("toy", str(tmp_path / "out"), str(tmp_path), "default", [0], jobs=2)
+    with pytest.raises(StageFailed) as err:
+        pipeline.run([stage])
+    log = tmp_path / "out" / "logs" / "models" / "fail_seed0.log"
+    assert str(err.value) == f"stage 'models' failed: the fit fail/seed0 (exit 5); its log: {log}"
+    assert "fit fail/seed0" in log.read_text()
+
+    spans = {}
+    for tag in tags:
+        start, end, threads = (records / (tag.replace("/", "_") + ".txt")).read_text().split()
+        spans[tag] = (float(start), float(end))
+        assert threads == "2"  # 4 cores / 2 jobs
+    for tag in tags:  # never more than two at once
+        start = spans[tag][0]
+        assert sum(s <= start < e for s, e in spans.values()) <= 2
+    assert max(s for s, _ in spans.values()) < max(e for _, e in spans.values())
+    finished = {t for t in tags if os.path.isfile(os.path.join(pipeline.fit_dir(t), "FINISHED"))}
+    assert finished == {"a/seed0", "b/seed0", "c/seed0"}  # the failure did not stop the others
+
+    # again, the failing fit fixed: only it runs; the others count as done
+    for f in records.iterdir():
+        f.unlink()
+    again = Pipeline("toy", str(tmp_path / "out"), str(tmp_path), "default", [0], jobs=2)
+    again.run([stage])
+    commands = again.records["models"]["commands"]
+    assert len(commands) == 4 and again.records["models"]["metrics"]["lasts"] == [again.checkpoint(t) for t in tags]
+    assert [f.name for f in records.iterdir()] == ["fail_seed0.txt"]
+    assert all(os.path.isfile(os.path.join(again.fit_dir(t), "FINISHED")) for t in tags)
