@@ -32,8 +32,9 @@ better conditioned generator (lower MC/TTMC) and the better PPL and FID.  Stages
    metrics per injection with the seeds and error bars (``tables/rni_metrics.png``) and a
    sample grid per injection (``tables/rni_samples.png``).
 
-``SETTINGS["default"]`` is sized for 2 CPU cores (about 15 minutes with ``--jobs 2``):
-half-width DCGANs trained for a few epochs, and a few thousand samples per metric;
+``SETTINGS["default"]`` is sized for 2 CPU cores (15 minutes with ``--jobs 2`` on idle cores; the
+real run took 27.4 on cores shared with other jobs, docs/results/rni.md): quarter-width
+DCGANs trained for 6 epochs, and a few thousand samples per metric;
 ``SETTINGS["paper"]`` is the paper's DCGAN (width 64, 50,000 samples and pairs per metric)
 trained as long as the project's CIFAR-10 DCGAN configs (about 200k iterations of 64) for
 full MNIST on a GPU.
@@ -242,7 +243,7 @@ def _figures(summary: dict[str, Any], runs: Sequence[dict[str, Any]], pipeline: 
             std = 0.0 if math.isnan(stat["std"]) else stat["std"]
             ax.bar(x, stat["mean"], yerr=std, color=colors.get(tag, "#777777"), capsize=3, alpha=0.8)
             ax.scatter([x] * len(stat["per_seed"]), stat["per_seed"], color="black", s=8, zorder=3)
-        ax.set_xticks(range(len(tags)), [t if t != "none" else "none" for t in tags], fontsize=8)
+        ax.set_xticks(range(len(tags)), tags, fontsize=8)
         ax.set_title(title, fontsize=8)
         ax.tick_params(labelsize=7)
     seeds = len(next(iter(summary.values()))["seeds"])
