@@ -6,9 +6,11 @@ into ``runs/reproduce/<paper>/``: ``manifest.json`` (commands, seeds, checkpoint
 versions, wall time per stage), ``logs/<stage>.log``, and the tables (Markdown, CSV) and
 figures (PNG) the results page ``docs/results/<paper>.md`` shows.
 
-``--scale default`` is sized for 2 CPU cores (the target is 30 minutes a paper; DE-GAN's
-took 48 on shared cores); ``--scale paper`` runs the paper's own settings (a GPU cluster).  A failing stage stops the pipeline with one line
-naming the stage and its log; run the same command again to go on from there.
+``--scale default`` is sized for 2 CPU cores (the target: 30 minutes a paper; each results
+page gives the measured time), its independent fits run ``--jobs`` (2) at a time with one
+torch thread each; ``--scale paper`` runs the paper's own settings (a GPU cluster).  A
+failing stage stops the pipeline with one line naming the stage and its log; run the same
+command again to go on from there.
 """
 
 from __future__ import annotations
