@@ -249,13 +249,15 @@ def _tiny(config: dict, root: str) -> dict:
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in I2I.glob("*.yaml")))
 def test_every_i2i_config_trains_a_step_on_its_data_format(name, tmp_path):
-    from datamodules.synthetic import write_celeba, write_pix2pix
+    from datamodules.synthetic import write_celeba, write_mnist, write_pix2pix
 
     root = str(tmp_path / "data")
     if name.startswith("celeba"):
         write_celeba(root, 30)
     elif name == "facades":
         write_pix2pix(root, 2, size=32)
+    elif name.startswith("mnist"):
+        write_mnist(root, 40, 10)
     config = _tiny(yaml.safe_load((I2I / f"{name}.yaml").read_text()), root)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
