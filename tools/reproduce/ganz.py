@@ -154,8 +154,8 @@ def _models(pipeline: Pipeline) -> dict[str, Any]:
         scalars = tensorboard_scalars(pipeline.fit_dir(f"began/seed{seed}"))
         last = {k: v[-1][1] for k, v in scalars.items() if k in ("train/M", "train/k_t", "val/M", "val/L_real")}
         steps = scalars.get("train/M", [(0, math.nan)])[-1][0]
-        runs.append({"seed": seed, "checkpoint": os.path.relpath(pipeline.checkpoint(f"began/seed{seed}"), pipeline.out),
-                     "last_logged_step": steps, **last})  # fmt: skip
+        checkpoint = os.path.relpath(pipeline.checkpoint(f"began/seed{seed}"), pipeline.out)
+        runs.append({"seed": seed, "checkpoint": checkpoint, "last_logged_step": steps, **last})
     return {"runs": runs}
 
 
