@@ -359,6 +359,11 @@ def _rd_table(summary: Sequence[dict[str, Any]], folder: str, name: str) -> str:
     return markdown(header, rows)
 
 
+#: one colour per method in every panel.
+_COLOURS = {"GANZ float32": "C0", "GANZ uint8": "C2", "wavelet (db4)": "C3", "WebP": "C1", "JPEG-XL": "C4",
+            "JPEG": "C5", "AVIF": "C7"}  # fmt: skip
+
+
 def _figures(rd_sets: dict[str, list[dict[str, Any]]], cs: list[dict[str, Any]], folder: str) -> None:
     import matplotlib
 
@@ -369,20 +374,30 @@ def _figures(rd_sets: dict[str, list[dict[str, Any]]], cs: list[dict[str, Any]],
     fig, axes = plt.subplots(len(rd_sets), 3, figsize=(13, 3.6 * len(rd_sets)), squeeze=False)
     for row_axes, (task, summary) in zip(axes, rd_sets.items()):
         for ax, metric in zip(row_axes[:2], ("psnr", "ssim")):
-            series: dict[str, list[dict[str, Any]]] = {}
+            series: dict[str, list[dict[str, Any]]] = {label: [] for label in _COLOURS}
             for r in summary:
                 if r["method"] not in ("GANZ", "wavelet") and r["over_budget"]:
                     continue  # a codec that could not reach the budget is not a point at that rate
                 if math.isinf(r[metric]["mean"]):
                     continue
-                series.setdefault(_label(r)[0], []).append(r)
+                label = _label(r)[0]
+                if r["method"] == "GANZ" and r["mode"] == "keep_linear":
+                    label = f"{label} keep_linear"  # a star, off the random-layer curve
+                elif r["method"] == "wavelet" and r["mode"] == "keep_linear":
+                    continue  # the same point as random_linear(N / d_t)
+                series.setdefault(label, []).append(r)
             for label, points in series.items():
+                if not points:
+                    continue
                 points = sorted(points, key=lambda p: p["bpp"]["mean"])
                 x = [p["bpp"]["mean"] for p in points]
                 y = [p[metric]["mean"] for p in points]
                 err = [0.0 if math.isnan(p[metric]["std"]) else p[metric]["std"] for p in points]
-                style = "o-" if label.startswith("GANZ") else ("s--" if label.startswith("wavelet") else ".:")
-                ax.errorbar(x, y, yerr=err, fmt=style, capsize=2, markersize=4, label=label)
+                keep = label.endswith("keep_linear")
+                style = "*" if keep else "o-" if label.startswith("GANZ") else ".:"
+                style = "s--" if label.startswith("wavelet") else style
+                ax.errorbar(x, y, yerr=err, fmt=style, capsize=2, markersize=9 if keep else 4, label=label,
+                            color=_COLOURS.get(label.replace(" keep_linear", ""), "black"))  # fmt: skip
             ax.set_xscale("log")
             ax.set_xlabel("bits per pixel")
             ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
@@ -394,12 +409,14 @@ def _figures(rd_sets: dict[str, list[dict[str, Any]]], cs: list[dict[str, Any]],
                              and r["mode"] != "keep_linear"), key=lambda r: r["ratio_dof"])  # fmt: skip
             ax.errorbar([p["ratio_dof"] for p in points], [p["psnr"]["mean"] for p in points],
                         yerr=[0.0 if math.isnan(p["psnr"]["std"]) else p["psnr"]["std"] for p in points],
-                        fmt=style, capsize=2, markersize=4,
+                        fmt=style, capsize=2, markersize=4, color=_COLOURS["GANZ float32" if method == "GANZ"
+                                                                           else "wavelet (db4)"],
                         label="GANZ random_linear(R)" if method == "GANZ" else "wavelet, same d_c")  # fmt: skip
         keep = [r for r in summary if r["method"] == "GANZ" and r["mode"] == "keep_linear" and r["dtype"] == "float32"]
         for r in keep:
             ax.errorbar([r["ratio_dof"]], [r["psnr"]["mean"]], yerr=[0.0 if math.isnan(r["psnr"]["std"]) else
-                        r["psnr"]["std"]], fmt="*", markersize=10, capsize=2, label="GANZ keep_linear")  # fmt: skip
+                        r["psnr"]["std"]], fmt="*", markersize=10, capsize=2, color=_COLOURS["GANZ float32"],
+                        label="GANZ keep_linear")  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set_xlabel("compression ratio R = N / d_c (degrees of freedom)")
         ax.set_ylabel("PSNR (dB)")
