@@ -88,7 +88,7 @@ def test_summaries_are_mean_and_sample_std_over_seeds_and_keep_infinity():
     assert math.isclose(ganz.BORA_PSNR, 16.0206, abs_tol=1e-4)  # GANZ Sec. 4: "equivalent to PSNR of 16.021"
 
 
-@pytest.mark.slow  # two tiny BEGAN fits and six evaluation tasks in worker processes: about 60 s
+@pytest.mark.slow  # two tiny BEGAN fits and six evaluation tasks in worker processes: about 70 s
 def test_ganz_pipeline_end_to_end_then_skips_everything(tmp_path, capsys):
     from lightning_modules.ganz.codec import from_uint8, to_uint8
     from lightning_modules.ganz.compression_baselines import wavelet_compress
