@@ -27,6 +27,7 @@ __all__ = ["PAPERS", "add_command", "run"]
 #: paper -> module defining ``SETTINGS`` ({scale: settings}), ``SEEDS`` and ``stages(pipeline)``.
 PAPERS = {
     "de_gan": "tools.reproduce.de_gan",
+    "ganz": "tools.reproduce.ganz",
     "noisy_i2i": "tools.reproduce.noisy_i2i",
     "rni": "tools.reproduce.rni",
 }
