@@ -25,6 +25,7 @@ __all__ = ["PAPERS", "add_command", "run"]
 #: paper -> module defining ``SETTINGS`` ({scale: settings}), ``SEEDS`` and ``stages(pipeline)``.
 PAPERS = {
     "de_gan": "tools.reproduce.de_gan",
+    "noise_dim": "tools.reproduce.noise_dim",
 }
 
 
