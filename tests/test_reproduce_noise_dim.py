@@ -155,7 +155,7 @@ def test_noise_dim_pipeline_end_to_end_then_skips_everything(tmp_path, capsys):
     assert sorted((r["width"], r["bits"], r["seed"]) for r in runs) == sorted(
         (w, b, s) for s in (0, 1) for w, b in ((4, 1), (4, 0), (2, 1)))  # fmt: skip
     for r in runs:
-        assert r["eps_source"] == "budget_bits" and r["real_images"] == 140  # 160 digits less the stratified 10% val split
+        assert r["eps_source"] == "budget_bits" and r["label_bits"] == 0.0 and r["real_images"] == 140  # 160 digits less the stratified 10% val split
         if r["bits"]:
             assert r["eps_bits"] == 1.0 and r["recall"] == 0.0
         else:

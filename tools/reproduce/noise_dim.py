@@ -265,13 +265,17 @@ def evaluate_fit(metric, fit_dir: str, checkpoint: str) -> dict[str, Any]:
 
     if metric.extractor is None:  # what GenerativeMetrics.setup does in a Trainer
         metric.extractor = build_feature_extractor(metric.feature_extractor, metric.feature_path)
+    import yaml
+
     model = NoiseDimGAN.load_from_checkpoint(checkpoint, map_location="cpu").eval()
     eps, source = point_entropy(fit_dir, model.noise)
+    with open(os.path.join(fit_dir, "hparams.yaml")) as handle:
+        label_bits = float((yaml.safe_load(handle) or {}).get("noise/budget/labels", 0.0))
     real = metric.real_features(SimpleNamespace(datamodule=_load_datamodule(fit_dir)))
     with torch.inference_mode():
         values = metric.metrics_from_features(real, metric.fake_features(model))
     return {"eps_bits": eps, "eps_source": source, "noise": noise_label(model.noise), "n": model.noise.dim,
-            "real_images": int(real.shape[0]), **{k.split("/", 1)[1]: v for k, v in values.items()}}  # fmt: skip
+            "label_bits": label_bits, "real_images": int(real.shape[0]), **{k.split("/", 1)[1]: v for k, v in values.items()}}  # fmt: skip
 
 
 def _evaluate(pipeline: Pipeline) -> dict[str, Any]:
@@ -474,7 +478,8 @@ def _tables(pipeline: Pipeline) -> dict[str, Any]:
         f"{judge_text})",
         "",
         f"Mean ± std over seeds {', '.join(map(str, pipeline.seeds))}; eps = `noise/budget_bits` (the noise "
-        f"entropy as drawn); {evaluation['eval_samples']} generated images against the training split.",
+        f"entropy as drawn; label bits in it: at most {max(r['label_bits'] for r in evaluation['runs']):g}); "
+        f"{evaluation['eval_samples']} generated images against the {real} images of the training split.",
         "",
         markdown(["width", "noise", "n", "eps (bits)", "k", "FID", "KID", "precision", "recall", "judge acc."], rows),
         "",
