@@ -32,7 +32,8 @@ and Sec. 5's FID against the noise entropy eps in bits, for two generator capaci
    (``noise_dim_eps.png``: the four metrics against eps with error bars, one line per width;
    ``noise_dim_samples.png``: seed 0's last sample grid per point).
 
-``SETTINGS["default"]`` is sized for 2 CPU cores (about 15 minutes with ``--jobs 2``): MNIST
+``SETTINGS["default"]`` is sized for 2 CPU cores (about 15 minutes of CPU per core with ``--jobs 2``;
+the real run took 36.5 minutes on cores shared with other jobs, docs/results/noise_dim.md): MNIST
 at 32 px (the 28 px digits padded by 2), the DCGAN of ``configs/noise_dim/digits_demo.yaml``
 at widths 16 and 8 for 900 optimiser steps (learning rate 6e-4), n = 4, codec rates on 400 of the 3,728 CIFAR-10
 images.  ``SETTINGS["paper"]`` is the paper's Sec. 5 on CIFAR-10 for a GPU: StyleGAN2-ADA's
@@ -70,7 +71,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "classifier_val_fraction": 0.05,
         "min_classifier_accuracy": 0.99,
         "codecs": ["png", "webp", "jpegxl"],  # the paper's Table 2 codecs
-        "codec_limit": 400,  # of the 3,728 images (about 0.8 s an image for the three codecs)
+        "codec_limit": 400,  # of the 3,728 images (45 s with 2 workers in the real run; all 3,728: about 7 min)
         "codec_workers": 2,
         "gan_config": "configs/noise_dim/digits_demo.yaml",  # DCGAN, non-saturating loss, Adam 2e-4, EMA
         "batch_size": 64,
