@@ -28,6 +28,7 @@ __all__ = ["PAPERS", "add_command", "run"]
 PAPERS = {
     "de_gan": "tools.reproduce.de_gan",
     "ganz": "tools.reproduce.ganz",
+    "noise_dim": "tools.reproduce.noise_dim",
     "noisy_i2i": "tools.reproduce.noisy_i2i",
     "rni": "tools.reproduce.rni",
 }
