@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from core.errors import UserError
 from tools.reproduce.pipeline import Pipeline, StageFailed
 
-__all__ = ["classifier_stage", "classifier_test_accuracy", "fmt", "markdown", "mnist_overrides", "write_csv"]
+__all__ = ["classifier_fit", "classifier_stage", "classifier_test_accuracy", "fmt", "markdown", "mnist_overrides", "write_csv"]
 
 
 def mnist_overrides(pipeline: Pipeline, batch_size: int, resolution: int | None = None) -> list[str]:
@@ -62,11 +62,11 @@ def classifier_test_accuracy(checkpoint: str, root: str, resolution: int) -> tup
     return correct / total, total
 
 
-def classifier_stage(pipeline: Pipeline, tag: str = "classifier") -> dict[str, Any]:
-    """Train the MNIST judge, record its test accuracy; :class:`StageFailed` below the settings' minimum.
+def classifier_fit(pipeline: Pipeline, tag: str = "classifier") -> tuple[str, str, list[str]]:
+    """The judge's fit ``(tag, config, overrides)``: what :func:`classifier_stage` trains.
 
-    Run it as the body of a :class:`~tools.reproduce.pipeline.Stage` named ``tag``; its
-    checkpoint is ``pipeline.checkpoint(tag)``.
+    A pipeline may put it in a :meth:`~tools.reproduce.pipeline.Pipeline.fit_many` pool with
+    its GANs; :func:`classifier_stage` then finds it finished and only measures it.
     """
     s = pipeline.settings
     overrides = mnist_overrides(pipeline, s["classifier_batch_size"]) + [
@@ -74,7 +74,17 @@ def classifier_stage(pipeline: Pipeline, tag: str = "classifier") -> dict[str, A
         "--data.init_args.val_fraction", str(s["classifier_val_fraction"]),
         "--trainer.max_epochs", str(s["classifier_epochs"]),
     ]  # fmt: skip
-    checkpoint = pipeline.fit(tag, "configs/classifier/mnist.yaml", overrides)
+    return tag, "configs/classifier/mnist.yaml", overrides
+
+
+def classifier_stage(pipeline: Pipeline, tag: str = "classifier") -> dict[str, Any]:
+    """Train the MNIST judge, record its test accuracy; :class:`StageFailed` below the settings' minimum.
+
+    Run it as the body of a :class:`~tools.reproduce.pipeline.Stage` named ``tag``; its
+    checkpoint is ``pipeline.checkpoint(tag)``.
+    """
+    s = pipeline.settings
+    checkpoint = pipeline.fit(*classifier_fit(pipeline, tag))
     if pipeline.dry_run:
         return {}
     accuracy, count = classifier_test_accuracy(checkpoint, os.path.join(pipeline.data_root, "mnist"), s["resolution"])

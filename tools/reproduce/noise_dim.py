@@ -52,7 +52,7 @@ from typing import Any, Optional, Sequence
 
 from core.errors import UserError
 from tools import sweep
-from tools.reproduce.common import classifier_stage, fmt, markdown, mnist_overrides, write_csv
+from tools.reproduce.common import classifier_fit, classifier_stage, fmt, markdown, mnist_overrides, write_csv
 from tools.reproduce.pipeline import Pipeline, Stage
 
 __all__ = ["SEEDS", "SETTINGS", "fits", "point_tag", "saturation", "stages", "summarise"]
@@ -168,18 +168,9 @@ def fits(pipeline: Pipeline) -> list[tuple[str, str, list[str]]]:
 
 
 def _classifier_fit(pipeline: Pipeline) -> tuple[str, str, list[str]]:
-    """The fit that :func:`~tools.reproduce.common.classifier_stage` runs, to train it in the ``models`` pool.
-
-    The same tag, config and arguments, so stage ``classifier`` finds it finished and reuses it
-    (tests/test_reproduce_noise_dim.py checks that the two commands are equal).
-    """
-    s = pipeline.settings
-    overrides = mnist_overrides(pipeline, s["classifier_batch_size"]) + [
-        "--model.init_args.resolution", str(s["resolution"]),
-        "--data.init_args.val_fraction", str(s["classifier_val_fraction"]),
-        "--trainer.max_epochs", str(s["classifier_epochs"]),
-    ]  # fmt: skip
-    return _CLASSIFIER, "configs/classifier/mnist.yaml", overrides
+    """The judge's fit (:func:`~tools.reproduce.common.classifier_fit`), trained in the ``models`` pool;
+    stage ``classifier`` then finds it finished and only measures it."""
+    return classifier_fit(pipeline, _CLASSIFIER)
 
 
 # --------------------------------------------------------------------------- stages
