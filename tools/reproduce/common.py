@@ -8,6 +8,7 @@
   accuracy on the real test digits, and stops the pipeline below ``min_classifier_accuracy``
   (the issue asks for >= 99%, as the DE-GAN paper's < 0.5% error).  Every number that
   depends on it is reported with this accuracy.
+* :func:`build_datamodule` -- the DataModule a fit trained on, from its saved ``config.yaml``.
 * :func:`fmt`, :func:`markdown`, :func:`write_csv`, :func:`figure_axes` -- tables and figures.
 
 A pipeline's ``pipeline.settings`` must hold ``resolution``, ``num_workers``,
@@ -25,7 +26,7 @@ from typing import Any, Sequence
 from core.errors import UserError
 from tools.reproduce.pipeline import Pipeline, StageFailed
 
-__all__ = ["classifier_fit", "classifier_stage", "classifier_test_accuracy", "fmt", "markdown", "mnist_overrides", "write_csv"]
+__all__ = ["build_datamodule", "classifier_fit", "classifier_stage", "classifier_test_accuracy", "fmt", "markdown", "mnist_overrides", "write_csv"]
 
 
 def mnist_overrides(pipeline: Pipeline, batch_size: int, resolution: int | None = None) -> list[str]:
@@ -97,6 +98,28 @@ def classifier_stage(pipeline: Pipeline, tag: str = "classifier") -> dict[str, A
             f"classifier_epochs); its log: {pipeline.log_path(tag)}"
         )
     return {"test_accuracy": accuracy, "test_images": count, "checkpoint": os.path.relpath(checkpoint, pipeline.out)}
+
+
+def _instantiate(spec: Any) -> Any:
+    """A ``{class_path, init_args}`` dict of a saved LightningCLI config as an object (nested ones too)."""
+    import importlib
+
+    if isinstance(spec, dict) and "class_path" in spec:
+        module, _, name = spec["class_path"].rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        return cls(**{k: _instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
+    return spec
+
+
+def build_datamodule(fit_dir: str):
+    """The DataModule a fit was trained with, from the ``config.yaml`` LightningCLI saved in ``fit_dir``."""
+    import yaml
+
+    path = os.path.join(fit_dir, "config.yaml")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no saved config; was the fit made by train.py?")
+    with open(path) as handle:
+        return _instantiate(yaml.safe_load(handle)["data"])
 
 
 def fmt(stat: dict[str, float], digits: int = 3) -> str:

@@ -52,7 +52,7 @@ from typing import Any, Optional, Sequence
 
 from core.errors import UserError
 from tools import sweep
-from tools.reproduce.common import classifier_fit, classifier_stage, fmt, markdown, mnist_overrides, write_csv
+from tools.reproduce.common import build_datamodule, classifier_fit, classifier_stage, fmt, markdown, mnist_overrides, write_csv
 from tools.reproduce.pipeline import Pipeline, Stage
 
 __all__ = ["SEEDS", "SETTINGS", "fits", "point_tag", "saturation", "stages", "summarise"]
@@ -233,18 +233,6 @@ def _classifier(pipeline: Pipeline) -> dict[str, Any]:
     return classifier_stage(pipeline, _CLASSIFIER)
 
 
-def _load_datamodule(fit_dir: str):
-    """The DataModule a fit trained on, from its ``config.yaml``: its training split is FID's reference."""
-    import importlib
-
-    import yaml
-
-    with open(os.path.join(fit_dir, "config.yaml")) as handle:
-        data = yaml.safe_load(handle)["data"]
-    module, _, name = data["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module), name)(**data["init_args"])
-
-
 def evaluate_fit(metric, fit_dir: str, checkpoint: str) -> dict[str, Any]:
     """FID, KID, precision, recall of a fit's EMA generator and its eps (``noise/budget_bits``)."""
     from types import SimpleNamespace
@@ -263,7 +251,7 @@ def evaluate_fit(metric, fit_dir: str, checkpoint: str) -> dict[str, Any]:
     eps, source = point_entropy(fit_dir, model.noise)
     with open(os.path.join(fit_dir, "hparams.yaml")) as handle:
         label_bits = float((yaml.safe_load(handle) or {}).get("noise/budget/labels", 0.0))
-    real = metric.real_features(SimpleNamespace(datamodule=_load_datamodule(fit_dir)))
+    real = metric.real_features(SimpleNamespace(datamodule=build_datamodule(fit_dir)))
     with torch.inference_mode():
         values = metric.metrics_from_features(real, metric.fake_features(model))
     return {"eps_bits": eps, "eps_source": source, "noise": noise_label(model.noise), "n": model.noise.dim,

@@ -48,10 +48,10 @@ import yaml
 
 from core.errors import UserError
 from tools import sweep
-from tools.reproduce.common import fmt, markdown, write_csv
+from tools.reproduce.common import build_datamodule, fmt, markdown, write_csv
 from tools.reproduce.pipeline import Pipeline, Stage
 
-__all__ = ["CONFIG", "SEEDS", "SETTINGS", "build_datamodule", "evaluate", "stages", "summarise", "tag"]
+__all__ = ["CONFIG", "SEEDS", "SETTINGS", "evaluate", "stages", "summarise", "tag"]
 
 CONFIG = "configs/i2i/mnist_sr4.yaml"
 
@@ -145,26 +145,6 @@ def _models(pipeline: Pipeline) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- evaluation
-def _instantiate(spec: Any) -> Any:
-    """A ``{class_path, init_args}`` dict of a saved LightningCLI config as an object (nested ones too)."""
-    import importlib
-
-    if isinstance(spec, dict) and "class_path" in spec:
-        module, _, name = spec["class_path"].rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**{k: _instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
-    return spec
-
-
-def build_datamodule(fit_dir: str):
-    """The data module a fit was trained with, from the ``config.yaml`` LightningCLI saved in ``fit_dir``."""
-    path = os.path.join(fit_dir, "config.yaml")
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no saved config; was the fit made by train.py?")
-    with open(path) as handle:
-        return _instantiate(yaml.safe_load(handle)["data"])
-
-
 def _data_section(fit_dir: str) -> Any:
     with open(os.path.join(fit_dir, "config.yaml")) as handle:
         return yaml.safe_load(handle)["data"]
