@@ -273,7 +273,7 @@ def _plot_vs_eps(points: Sequence[dict[str, Any]], panels: Sequence[tuple[str, s
     return path
 
 
-def _plot_samples(grids: Sequence[tuple[str, str]], title: str, path: str) -> Optional[str]:
+def plot_samples(grids: Sequence[tuple[str, str]], title: str, path: str) -> Optional[str]:
     """The last sample grid of each (panel title, fit folder), side by side (Fig. 5)."""
     import matplotlib
 
@@ -351,7 +351,7 @@ def write_results(runs: list[dict], folder: str, bound: Optional[dict], seeds: S
         path = os.path.join(folder, "precision_recall_vs_eps.png")
         paths["precision_recall"] = _plot_vs_eps(points, panels, path, bound, seeds)
     for ch, grids in sorted((samples or {}).items()):
-        figure = _plot_samples(grids, f"samples, ch = {ch}", os.path.join(folder, f"samples_ch{ch}.png"))
+        figure = plot_samples(grids, f"samples, ch = {ch}", os.path.join(folder, f"samples_ch{ch}.png"))
         if figure:
             paths[f"samples_ch{ch}"] = figure
     with open(paths["md"]) as handle:
