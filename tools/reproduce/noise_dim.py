@@ -32,8 +32,8 @@ and Sec. 5's FID against the noise entropy eps in bits, for two generator capaci
    (``noise_dim_eps.png``: the four metrics against eps with error bars, one line per width;
    ``noise_dim_samples.png``: seed 0's last sample grid per point).
 
-``SETTINGS["default"]`` is sized for 2 CPU cores (about 15 minutes of CPU per core with ``--jobs 2``;
-the real run took 36.5 minutes on cores shared with other jobs, docs/results/noise_dim.md): MNIST
+``SETTINGS["default"]`` is sized for 2 CPU cores (``--jobs 2``: the real run took 14.2 minutes on two
+idle cores, docs/results/noise_dim.md): MNIST
 at 32 px (the 28 px digits padded by 2), the DCGAN of ``configs/noise_dim/digits_demo.yaml``
 at widths 16 and 12 for 900 optimiser steps (learning rate 6e-4), n = 4, codec rates on 400 of the 3,728 CIFAR-10
 images.  ``SETTINGS["paper"]`` is the paper's Sec. 5 on CIFAR-10 for a GPU: StyleGAN2-ADA's
@@ -79,7 +79,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "lr": 6e-4,  # G and D; the config's 2e-4 gives blobs, not digits, after 600 iterations at width 16
         "width_keys": ["g_width", "d_width"],
         "widths": [16, 12],  # the first at every point, the others at capacity_points (paper: ch 16/32/64);
-        # width 8 (G 32-16-8 channels) did not learn digits in 450 iterations: D won within 40 iterations
+        # width 8 (G 32-16-8 channels) did not learn digits in 450 iterations: D's loss was below
+        # 0.05 by iteration 80 (docs/results/noise_dim.md)
         # n = 4 everywhere; 1, 2, 3, 4 bits a dimension (eps 4, 8, 12, 16) and float32 Gaussian
         # (eps 105.9 bits as torch draws it on the CPU)
         "points": [{"n": 4, "bits": b} for b in (1, 2, 3, 4)] + [{"n": 4, "bits": 0}],
