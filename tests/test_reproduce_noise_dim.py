@@ -58,7 +58,7 @@ def test_dry_run_prints_every_command_and_writes_nothing(tmp_path, capsys):
     # 3 seeds x (5 eps points at width 16 + 2 at width 12)
     assert len(gans) == 3 * (5 + 2) == 21
     assert all("--model.init_args.num_classes 0" in c and "--data datamodules.MNISTDataModule" in c for c in gans)
-    assert all("--model.init_args.noise.dim 4 " in c and "--trainer.max_steps 900" in c for c in gans)
+    assert all("--model.init_args.noise.dim 4 " in c and "--trainer.max_steps 1800" in c for c in gans)
     assert all("--model.init_args.lr_g 0.0006 --model.init_args.lr_d 0.0006" in c for c in gans)
     assert sum("--model.init_args.g_width 12 --model.init_args.d_width 12" in c for c in gans) == 6
     for bits in (1, 2, 3, 4):

@@ -35,7 +35,7 @@ and Sec. 5's FID against the noise entropy eps in bits, for two generator capaci
 ``SETTINGS["default"]`` is sized for 2 CPU cores (``--jobs 2``: the real run took 14.2 minutes on two
 idle cores, docs/results/noise_dim.md): MNIST
 at 32 px (the 28 px digits padded by 2), the DCGAN of ``configs/noise_dim/digits_demo.yaml``
-at widths 16 and 12 for 900 optimiser steps (learning rate 6e-4), n = 4, codec rates on 400 of the 3,728 CIFAR-10
+at widths 16 and 12 for 1,800 optimiser steps (learning rate 6e-4), n = 4, codec rates on 400 of the 3,728 CIFAR-10
 images.  ``SETTINGS["paper"]`` is the paper's Sec. 5 on CIFAR-10 for a GPU: StyleGAN2-ADA's
 CIFAR config (``configs/noise_dim/cifar10_stylegan2_ada.yaml``: unconditional, z as G's only
 randomness), n from 1 to 512 in float32, capacities ch 64 and 32, FID and KID with 50,000
@@ -75,7 +75,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "codec_workers": 2,
         "gan_config": "configs/noise_dim/digits_demo.yaml",  # DCGAN, non-saturating loss, Adam 2e-4, EMA
         "batch_size": 64,
-        "gan_steps": 900,  # optimiser steps: 450 iterations, 4 epochs of 7,200 digits
+        "gan_steps": 1800,  # optimiser steps: 900 iterations, 8 epochs of 7,200 digits; at 450 iterations
+        # recall was 0 at every eps (docs/results/noise_dim.md, the first two runs)
         "lr": 6e-4,  # G and D; the config's 2e-4 gives blobs, not digits, after 600 iterations at width 16
         "width_keys": ["g_width", "d_width"],
         "widths": [16, 12],  # the first at every point, the others at capacity_points (paper: ch 16/32/64);
