@@ -205,8 +205,8 @@ def _figure(summary: dict[str, Any], path: str, judge: float) -> None:
 def _tables(pipeline: Pipeline) -> dict[str, Any]:
     if pipeline.dry_run:
         return {}
-    models = pipeline.records.get("models", {}).get("metrics", {}).get("runs")
-    judge = pipeline.records.get("classifier", {}).get("metrics", {}).get("test_accuracy")
+    models = pipeline.metrics("models").get("runs")
+    judge = pipeline.metrics("classifier").get("test_accuracy")
     if not models or judge is None:
         raise UserError("stage 'tables': the manifest has no finished 'classifier' and 'models' stages")
     summary = summarise(models)

@@ -452,7 +452,7 @@ def _last_samples(fit_dir: str) -> Optional[str]:
 def _tables(pipeline: Pipeline) -> dict[str, Any]:
     if pipeline.dry_run:
         return {}
-    runs = pipeline.records.get("evaluate", {}).get("metrics", {}).get("runs")
+    runs = pipeline.metrics("evaluate").get("runs")
     if not runs:
         raise UserError("stage 'tables': the manifest has no finished 'evaluate' stage")
     folder = pipeline.path("tables")

@@ -32,7 +32,7 @@ and Sec. 5's FID against the noise entropy eps in bits, for two generator capaci
    (``noise_dim_eps.png``: the four metrics against eps with error bars, one line per width;
    ``noise_dim_samples.png``: seed 0's last sample grid per point).
 
-``SETTINGS["default"]`` is sized for 2 CPU cores (``--jobs 2``: the real run took 14.2 minutes on two
+``SETTINGS["default"]`` is sized for 2 CPU cores (``--jobs 2``: the real run took 20.0 minutes on two
 idle cores, docs/results/noise_dim.md): MNIST
 at 32 px (the 28 px digits padded by 2), the DCGAN of ``configs/noise_dim/digits_demo.yaml``
 at widths 16 and 12 for 1,800 optimiser steps (learning rate 6e-4), n = 4, codec rates on 400 of the 3,728 CIFAR-10
@@ -284,7 +284,7 @@ def _evaluate(pipeline: Pipeline) -> dict[str, Any]:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 runs.append(record)
-    judge = pipeline.records.get(_CLASSIFIER, {}).get("metrics", {}).get("test_accuracy") if classifier else None
+    judge = pipeline.metrics(_CLASSIFIER).get("test_accuracy") if classifier else None
     return {"features": s["features"], "classifier_test_accuracy": judge, "eval_samples": s["eval_samples"],
             "real_images": runs[0]["real_images"] if runs else None, "runs": runs}  # fmt: skip
 
@@ -380,8 +380,8 @@ def _tables(pipeline: Pipeline) -> dict[str, Any]:
     from analysis.noise_dim import PAPER_TABLE_3
     from tools.sweep_noise_dim import plot_samples
 
-    codec = pipeline.records.get("codec", {}).get("metrics")
-    evaluation = pipeline.records.get("evaluate", {}).get("metrics")
+    codec = pipeline.metrics("codec")
+    evaluation = pipeline.metrics("evaluate")
     if not codec or not evaluation or not evaluation.get("runs"):
         raise UserError("stage 'tables': the manifest has no finished 'codec' and 'evaluate' stages")
     judge = evaluation["classifier_test_accuracy"]

@@ -365,7 +365,7 @@ def _tables(pipeline: Pipeline) -> dict[str, Any]:
         return {}
     from evaluation.robustness import minimax_label, truncation_markdown
 
-    record = pipeline.records.get("robustness", {}).get("metrics", {})
+    record = pipeline.metrics("robustness")
     if not record.get("runs"):
         raise UserError("stage 'tables': the manifest has no finished 'robustness' stage")
     theory_values, runs = record["theory"], record["runs"]

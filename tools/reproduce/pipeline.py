@@ -134,6 +134,10 @@ class Pipeline:
         return os.path.join(self.logs, f"{stage}.log")
 
     # ------------------------------------------------------------------ what stages call
+    def metrics(self, stage: str) -> dict[str, Any]:
+        """What the finished stage ``stage`` returned (its record's ``metrics``); ``{}`` when it has not run."""
+        return (self.records.get(stage) or {}).get("metrics") or {}
+
     def _stage(self) -> tuple[str, _Record]:
         if self._current is None:
             raise RuntimeError("Pipeline.fit/command are for use inside a running stage")

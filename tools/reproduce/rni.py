@@ -273,8 +273,8 @@ def _tables(pipeline: Pipeline) -> dict[str, Any]:
 
     if pipeline.dry_run:
         return {}
-    runs = pipeline.records.get("models", {}).get("metrics", {}).get("runs")
-    judge = pipeline.records.get("classifier", {}).get("metrics", {}).get("test_accuracy")
+    runs = pipeline.metrics("models").get("runs")
+    judge = pipeline.metrics("classifier").get("test_accuracy")
     if not runs or judge is None:
         raise UserError("stage 'tables': the manifest has no finished 'classifier' and 'models' stages")
     summary = summarise(runs)
